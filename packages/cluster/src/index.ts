@@ -1,0 +1,1 @@
+export * as Coordinator from "./Coordinator.js"

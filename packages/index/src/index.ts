@@ -1,0 +1,2 @@
+export * as QueryExecutor from "./QueryExecutor.js"
+export * as UnifiedIndex from "./UnifiedIndex.js"

@@ -1,0 +1,2 @@
+export * as Disk from "./Disk.js"
+export * as StorageEngine from "./StorageEngine.js"
