@@ -1,1 +1,1 @@
-export {}
+export * as Logging from "./Logging.js"
