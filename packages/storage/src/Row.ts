@@ -1,0 +1,383 @@
+/**
+ * The storage data model: a row per (tenant, entity id), made of cells, each
+ * stamped with a hybrid-logical-clock timestamp and possibly a tombstone.
+ * `merge` is THE conflict rule — reads, flushes, compaction, read repair and
+ * anti-entropy all use it — so it must be associative, commutative and
+ * idempotent (a join semilattice); Row.test.ts checks that with fast-check.
+ *
+ * Rows are immutable values: merging returns a new row and never mutates its
+ * inputs, which is what lets a frozen memtable be read while a new one takes
+ * writes.
+ */
+import {
+  type ChunkId,
+  type ChunkMetadata,
+  Entity,
+  type EntityId,
+  GraphEdge,
+  Hlc,
+  type Metadata,
+  type Relation,
+  type TenantId,
+  TextChunk,
+} from "@allidb/core"
+import * as RowCodec from "./RowCodec.js"
+import type { Mutation } from "./StorageEngine.js"
+
+// ---------------------------------------------------------------------------
+// Keys
+
+/**
+ * A row key: the bytes `utf8(tenant) 0x00 utf8(entityId)`, held as a "binary
+ * string" (one char per byte, i.e. latin1). JS string comparison then equals
+ * byte comparison, and the key can index a Map directly — the hot paths
+ * (memtable, block search) need both. Ids contain no control characters, so
+ * the 0x00 separator makes keys sort by tenant, then id.
+ */
+export type Key = string & { readonly RowKey: unique symbol }
+
+export const makeKey = (tenant: TenantId | string, id: EntityId | string): Key =>
+  (`${Buffer.from(tenant, "utf8").toString("latin1")}\u0000${Buffer.from(id, "utf8").toString("latin1")}`) as Key
+
+export const keyToBytes = (key: Key): Uint8Array => Buffer.from(key, "latin1")
+
+export const keyFromBytes = (bytes: Uint8Array): Key =>
+  Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("latin1") as Key
+
+export const parseKey = (key: Key): { readonly tenant: TenantId; readonly id: EntityId } => {
+  const sep = key.indexOf("\u0000")
+  if (sep < 0) throw new Error(`malformed row key ${JSON.stringify(key)}`)
+  return {
+    tenant: Buffer.from(key.slice(0, sep), "latin1").toString("utf8") as TenantId,
+    id: Buffer.from(key.slice(sep + 1), "latin1").toString("utf8") as EntityId,
+  }
+}
+
+/** First key of a tenant (inclusive lower bound of its range). */
+export const tenantStart = (tenant: TenantId | string): Key =>
+  (`${Buffer.from(tenant, "utf8").toString("latin1")}\u0000`) as Key
+
+/** Exclusive upper bound of a tenant's range. */
+export const tenantEnd = (tenant: TenantId | string): Key =>
+  (`${Buffer.from(tenant, "utf8").toString("latin1")}\u0001`) as Key
+
+export const compareKeys = (a: Key, b: Key): -1 | 0 | 1 => (a < b ? -1 : a > b ? 1 : 0)
+
+// ---------------------------------------------------------------------------
+// Cells and rows
+
+export interface MetaValue {
+  readonly _tag: "Meta"
+  readonly type?: string
+  readonly metadata?: Metadata
+  readonly importance?: number
+  readonly createdAt?: number
+  readonly updatedAt?: number
+}
+
+export interface VectorValue {
+  readonly _tag: "Vector"
+  readonly version: number
+  readonly values: Float32Array
+}
+
+export interface ChunkValue {
+  readonly _tag: "Chunk"
+  /** Position in the entity's chunk list, so a read returns chunks in write order. */
+  readonly index: number
+  readonly text: string
+  readonly metadata?: ChunkMetadata
+}
+
+export interface EdgeValue {
+  readonly _tag: "Edge"
+  readonly weight: number
+  readonly metadata?: ChunkMetadata
+}
+
+export type CellValue = MetaValue | VectorValue | ChunkValue | EdgeValue
+
+/**
+ * Cell names: "m" (meta), "v" (vector), "c" + chunkId, "e" + relation + 0x00 + to.
+ * Names are ordinary JS strings (not binary strings); the codec sorts cells
+ * by name so a row has exactly one encoding.
+ */
+export type CellName = string
+
+export const META: CellName = "m"
+export const VECTOR: CellName = "v"
+export const chunkName = (id: ChunkId | string): CellName => `c${id}`
+export const edgeName = (relation: Relation | string, to: EntityId | string): CellName => `e${relation}\u0000${to}`
+
+export interface Cell {
+  readonly ts: Hlc.Timestamp
+  /** undefined = tombstone */
+  readonly value: CellValue | undefined
+}
+
+export interface Row {
+  /** Row tombstone: every cell with an older timestamp is deleted. */
+  readonly deletedAt: Hlc.Timestamp | undefined
+  readonly cells: ReadonlyMap<CellName, Cell>
+  /** Local commit sequence number of the newest change folded into this row (merge takes the max). */
+  readonly seq: number
+}
+
+export const isTombstone = (cell: Cell): boolean => cell.value === undefined
+
+export const empty: Row = { deletedAt: undefined, cells: new Map(), seq: 0 }
+
+// ---------------------------------------------------------------------------
+// Merge
+
+/** Which of two versions of one cell wins: newer timestamp, then tombstone, then greater value bytes. */
+export const compareCells = (a: Cell, b: Cell): -1 | 0 | 1 => {
+  const byTs = Hlc.compare(a.ts, b.ts)
+  if (byTs !== 0) return byTs
+  if (a.value === undefined) return b.value === undefined ? 0 : 1
+  if (b.value === undefined) return -1
+  if (a.value === b.value) return 0
+  // Exact ties only happen for a replayed or duplicated write; comparing the
+  // canonical encoding keeps the choice deterministic and agrees with the codec.
+  const c = Buffer.compare(RowCodec.encodeValue(a.value), RowCodec.encodeValue(b.value))
+  return c < 0 ? -1 : c > 0 ? 1 : 0
+}
+
+const maxTs = (a: Hlc.Timestamp | undefined, b: Hlc.Timestamp | undefined): Hlc.Timestamp | undefined =>
+  a === undefined ? b : b === undefined ? a : Hlc.compare(a, b) >= 0 ? a : b
+
+const shadowed = (cell: Cell, deletedAt: Hlc.Timestamp | undefined): boolean =>
+  deletedAt !== undefined && Hlc.compare(cell.ts, deletedAt) < 0
+
+/**
+ * Merges two versions of a row: per-cell last-write-wins (`compareCells`),
+ * the newer row tombstone, the larger seq; cells older than the row
+ * tombstone are dropped (cells at or after it survive, so a PutEntity's row
+ * tombstone and cells can share one timestamp).
+ */
+export const merge = (a: Row, b: Row): Row => {
+  if (a === b) return a
+  const deletedAt = maxTs(a.deletedAt, b.deletedAt)
+  const cells = new Map<CellName, Cell>()
+  for (const [name, cell] of a.cells) {
+    if (!shadowed(cell, deletedAt)) cells.set(name, cell)
+  }
+  for (const [name, cell] of b.cells) {
+    if (shadowed(cell, deletedAt)) continue
+    const mine = cells.get(name)
+    if (mine === undefined || compareCells(cell, mine) > 0) cells.set(name, cell)
+  }
+  return { deletedAt, cells, seq: Math.max(a.seq, b.seq) }
+}
+
+/** Merges many versions (any order — merge is commutative and associative). */
+export const mergeAll = (rows: Iterable<Row>): Row => {
+  let acc: Row | undefined
+  for (const row of rows) acc = acc === undefined ? row : merge(acc, row)
+  return acc ?? empty
+}
+
+/** Oldest and newest timestamp in a row, tombstones included (for table properties). */
+export const timestampRange = (
+  row: Row,
+): { readonly min: Hlc.Timestamp; readonly max: Hlc.Timestamp } | undefined => {
+  let min: Hlc.Timestamp | undefined = row.deletedAt
+  let max: Hlc.Timestamp | undefined = row.deletedAt
+  for (const cell of row.cells.values()) {
+    if (min === undefined || Hlc.compare(cell.ts, min) < 0) min = cell.ts
+    if (max === undefined || Hlc.compare(cell.ts, max) > 0) max = cell.ts
+  }
+  return min === undefined || max === undefined ? undefined : { min, max }
+}
+
+/** Number of tombstones in a row (row tombstone + tombstone cells). */
+export const tombstoneCount = (row: Row): number => {
+  let n = row.deletedAt === undefined ? 0 : 1
+  for (const cell of row.cells.values()) if (cell.value === undefined) n++
+  return n
+}
+
+/** True when the row holds no tombstone and no cell at all: it can be dropped. */
+export const isEmpty = (row: Row): boolean => row.deletedAt === undefined && row.cells.size === 0
+
+/**
+ * Drops tombstones (row and cell) whose timestamp is older than `cutoffWall`
+ * (an HLC wall value: physical ms × 4096). Cells they shadowed are already
+ * gone (merge drops them), so after the grace period nothing of a deleted row
+ * is left. Returns undefined when nothing remains. Only safe when no other
+ * source still holds an older version of the key (the Compactor checks).
+ */
+export const purgeTombstones = (row: Row, cutoffWall: number): Row | undefined => {
+  const deletedAt = row.deletedAt !== undefined && row.deletedAt.wall < cutoffWall ? undefined : row.deletedAt
+  let cells: Map<CellName, Cell> | undefined
+  for (const [name, cell] of row.cells) {
+    if (cell.value === undefined && cell.ts.wall < cutoffWall) {
+      cells ??= new Map(row.cells)
+      cells.delete(name)
+    }
+  }
+  if (deletedAt === row.deletedAt && cells === undefined) return row
+  const out: Row = { deletedAt, cells: cells ?? row.cells, seq: row.seq }
+  return isEmpty(out) ? undefined : out
+}
+
+// ---------------------------------------------------------------------------
+// From mutations
+
+export interface KeyedRow {
+  readonly key: Key
+  readonly row: Row
+}
+
+/** Drops undefined properties (exactOptionalPropertyTypes: absent, not undefined). */
+const definedProps = <T>(o: { readonly [K in keyof T]?: T[K] | undefined }): T => {
+  const out: Record<string, unknown> = {}
+  for (const [k, v] of Object.entries(o)) if (v !== undefined) out[k] = v
+  return out as T
+}
+
+/**
+ * The row a PutEntity writes: a row tombstone at `ts` (a full replace) plus
+ * every part of the entity as a cell at `ts`. `createdAt`/`updatedAt` default
+ * to the write's physical time; the engine passes the stored createdAt in the
+ * entity when it keeps one.
+ */
+export const fromEntity = (entity: Entity, ts: Hlc.Timestamp, seq: number): Row => {
+  const millis = Hlc.physicalMillis(ts)
+  const cells = new Map<CellName, Cell>()
+  const meta = definedProps<MetaValue>({
+    _tag: "Meta",
+    type: entity.type,
+    metadata: entity.metadata,
+    importance: entity.importance,
+    createdAt: entity.createdAt ?? millis,
+    updatedAt: entity.updatedAt ?? millis,
+  })
+  cells.set(META, { ts, value: meta })
+  if (entity.vector !== undefined) {
+    cells.set(VECTOR, {
+      ts,
+      value: { _tag: "Vector", version: entity.vectorVersion ?? 0, values: Float32Array.from(entity.vector) },
+    })
+  }
+  entity.chunks?.forEach((chunk, index) => {
+    cells.set(chunkName(chunk.id), {
+      ts,
+      value: definedProps<ChunkValue>({ _tag: "Chunk", index, text: chunk.text, metadata: chunk.metadata }),
+    })
+  })
+  for (const edge of entity.edges ?? []) {
+    cells.set(edgeName(edge.relation, edge.to), { ts, value: edgeValue(edge) })
+  }
+  return { deletedAt: ts, cells, seq }
+}
+
+const edgeValue = (edge: GraphEdge): EdgeValue =>
+  definedProps<EdgeValue>({ _tag: "Edge", weight: edge.weight, metadata: edge.metadata })
+
+/** Turns one mutation into the row change it makes, with its key. */
+export const fromMutation = (mutation: Mutation, ts: Hlc.Timestamp, seq: number): KeyedRow => {
+  switch (mutation._tag) {
+    case "PutEntity":
+      return { key: makeKey(mutation.tenant, mutation.entity.id), row: fromEntity(mutation.entity, ts, seq) }
+    case "DeleteEntity":
+      return { key: makeKey(mutation.tenant, mutation.id), row: { deletedAt: ts, cells: new Map(), seq } }
+    case "PutEdge":
+      return {
+        key: makeKey(mutation.tenant, mutation.from),
+        row: {
+          deletedAt: undefined,
+          cells: new Map([[edgeName(mutation.edge.relation, mutation.edge.to), { ts, value: edgeValue(mutation.edge) }]]),
+          seq,
+        },
+      }
+    case "DeleteEdge":
+      return {
+        key: makeKey(mutation.tenant, mutation.from),
+        row: {
+          deletedAt: undefined,
+          cells: new Map([[edgeName(mutation.relation, mutation.to), { ts, value: undefined }]]),
+          seq,
+        },
+      }
+  }
+}
+
+// ---------------------------------------------------------------------------
+// To entities
+
+/** True when the row has at least one live (non-tombstone) cell. */
+export const isLive = (row: Row): boolean => {
+  for (const cell of row.cells.values()) if (cell.value !== undefined) return true
+  return false
+}
+
+/**
+ * The entity a merged row describes, or undefined when it is deleted or
+ * holds nothing live. Chunks come back in write order, edges by (relation, to).
+ */
+export const toEntity = (id: EntityId, row: Row): Entity | undefined => {
+  if (!isLive(row)) return undefined
+  let meta: MetaValue | undefined
+  let vector: VectorValue | undefined
+  const chunks: Array<{ readonly id: string; readonly value: ChunkValue }> = []
+  const edges: Array<{ readonly name: string; readonly value: EdgeValue }> = []
+  for (const [name, cell] of row.cells) {
+    const value = cell.value
+    if (value === undefined) continue
+    switch (value._tag) {
+      case "Meta":
+        meta = value
+        break
+      case "Vector":
+        vector = value
+        break
+      case "Chunk":
+        chunks.push({ id: name.slice(1), value })
+        break
+      case "Edge":
+        edges.push({ name, value })
+        break
+    }
+  }
+  chunks.sort((a, b) => a.value.index - b.value.index || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
+  edges.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
+  return new Entity(
+    definedProps({
+      id,
+      type: meta?.type,
+      vector: vector === undefined ? undefined : Array.from(vector.values),
+      vectorVersion: vector?.version,
+      metadata: meta?.metadata,
+      importance: meta?.importance,
+      chunks:
+        chunks.length === 0
+          ? undefined
+          : chunks.map(
+              (c) =>
+                new TextChunk(
+                  definedProps({ id: c.id as ChunkId, text: c.value.text, metadata: c.value.metadata }),
+                  { disableValidation: true },
+                ),
+            ),
+      edges:
+        edges.length === 0
+          ? undefined
+          : edges.map((e) => {
+              const sep = e.name.indexOf("\u0000")
+              return new GraphEdge(
+                definedProps({
+                  relation: e.name.slice(1, sep) as Relation,
+                  to: e.name.slice(sep + 1) as EntityId,
+                  weight: e.value.weight,
+                  metadata: e.value.metadata,
+                }),
+                { disableValidation: true },
+              )
+            }),
+      createdAt: meta?.createdAt,
+      updatedAt: meta?.updatedAt,
+    }),
+    { disableValidation: true },
+  )
+}

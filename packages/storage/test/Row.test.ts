@@ -1,0 +1,225 @@
+import { chunkId, Entity, entityId, GraphEdge, Hlc, relation, TextChunk, tenantId } from "@allidb/core"
+import { assert, describe, it } from "@effect/vitest"
+import * as fc from "fast-check"
+import * as Row from "../src/Row.js"
+import * as RowCodec from "../src/RowCodec.js"
+import * as Arb from "./Row.arbitraries.js"
+
+const ts = (wall: number, node = 0): Hlc.Timestamp => ({ wall, node })
+const same = (a: Row.Row, b: Row.Row): boolean =>
+  Buffer.compare(RowCodec.encodeRow(a), RowCodec.encodeRow(b)) === 0
+
+describe("Row keys", () => {
+  it("sort by tenant, then id, in byte order", () => {
+    const keys = [
+      Row.makeKey("b", "a"),
+      Row.makeKey("a", "zz"),
+      Row.makeKey("ab", "a"),
+      Row.makeKey("a", "é"),
+      Row.makeKey("a", "z"),
+      Row.makeKey("a", "\u{1F600}"),
+      Row.makeKey("a", "\uFFFD"),
+    ]
+    const byString = [...keys].sort(Row.compareKeys)
+    const byBytes = [...keys].sort((x, y) => Buffer.compare(Row.keyToBytes(x), Row.keyToBytes(y)))
+    assert.deepStrictEqual(byString, byBytes)
+    assert.deepStrictEqual(
+      byString.map((k) => Row.parseKey(k)),
+      [
+        { tenant: "a", id: "z" },
+        { tenant: "a", id: "zz" },
+        { tenant: "a", id: "é" },
+        { tenant: "a", id: "\uFFFD" },
+        { tenant: "a", id: "\u{1F600}" },
+        { tenant: "ab", id: "a" },
+        { tenant: "b", id: "a" },
+      ].map((x) => ({ tenant: tenantId(x.tenant), id: entityId(x.id) })),
+    )
+    // a tenant's range holds its keys and no other tenant's
+    const start = Row.tenantStart("a")
+    const end = Row.tenantEnd("a")
+    assert.deepStrictEqual(
+      byString.filter((k) => k >= start && k < end).length,
+      5,
+    )
+    assert.strictEqual(Row.keyFromBytes(Row.keyToBytes(keys[3] as Row.Key)), keys[3])
+  })
+})
+
+describe("Row.merge", () => {
+  const runs = { numRuns: 2000, seed: Arb.seed("Row.merge") }
+
+  it("is commutative", () => {
+    fc.assert(
+      fc.property(Arb.row, Arb.row, (a, b) => same(Row.merge(a, b), Row.merge(b, a))),
+      runs,
+    )
+  })
+  it("is associative", () => {
+    fc.assert(
+      fc.property(Arb.row, Arb.row, Arb.row, (a, b, c) =>
+        same(Row.merge(Row.merge(a, b), c), Row.merge(a, Row.merge(b, c))),
+      ),
+      runs,
+    )
+  })
+  it("is idempotent", () => {
+    fc.assert(
+      fc.property(Arb.row, Arb.row, (a, b) => {
+        const m = Row.merge(a, b)
+        return same(Row.merge(m, m), m) && same(Row.merge(m, a), m) && same(Row.merge(Row.merge(a, a), Row.empty), Row.merge(a, Row.empty))
+      }),
+      runs,
+    )
+  })
+  it("keeps the newest cell; a row tombstone shadows only older cells", () => {
+    const older: Row.Row = {
+      deletedAt: undefined,
+      cells: new Map([
+        ["m", { ts: ts(1), value: { _tag: "Meta", type: "old" } }],
+        ["eR\u0000x", { ts: ts(5), value: { _tag: "Edge", weight: 0.5 } }],
+      ]),
+      seq: 3,
+    }
+    const newer: Row.Row = {
+      deletedAt: ts(4),
+      cells: new Map([["m", { ts: ts(4), value: { _tag: "Meta", type: "new" } }]]),
+      seq: 7,
+    }
+    const m = Row.merge(older, newer)
+    assert.strictEqual(m.seq, 7)
+    assert.deepStrictEqual(m.deletedAt, ts(4))
+    assert.deepStrictEqual(m.cells.get("m")?.value, { _tag: "Meta", type: "new" })
+    assert.strictEqual(m.cells.get("eR\u0000x")?.ts.wall, 5)
+    // equal timestamps: the tombstone wins
+    const del: Row.Row = { deletedAt: undefined, cells: new Map([["m", { ts: ts(4), value: undefined }]]), seq: 1 }
+    assert.isTrue(Row.isTombstone(Row.merge(newer, del).cells.get("m") as Row.Cell))
+    assert.isTrue(Row.isTombstone(Row.merge(del, newer).cells.get("m") as Row.Cell))
+  })
+})
+
+describe("RowCodec", () => {
+  it("round-trips any row", () => {
+    fc.assert(
+      fc.property(Arb.row, (row) => {
+        const bytes = RowCodec.encodeRow(row)
+        const back = RowCodec.decodeRow(bytes)
+        return same(back, row) && back.cells.size === row.cells.size && back.seq === row.seq
+      }),
+      { numRuns: 2000, seed: Arb.seed("RowCodec") },
+    )
+  })
+
+  it("golden bytes of a small row", () => {
+    const row: Row.Row = {
+      deletedAt: ts(0x1000, 7),
+      cells: new Map<string, Row.Cell>([
+        ["v", { ts: ts(0x1000, 7), value: { _tag: "Vector", version: 2, values: Float32Array.from([1, -0.5]) } }],
+        ["m", { ts: ts(0x1000, 7), value: { _tag: "Meta", type: "doc", metadata: { b: 1, a: "x" }, importance: 0.5 } }],
+        ["eR\u0000y", { ts: ts(0x2001, 1), value: undefined }],
+      ]),
+      seq: 300,
+    }
+    const hex = Buffer.from(RowCodec.encodeRow(row)).toString("hex")
+    assert.strictEqual(
+      hex,
+      // version 1, seq varint 300, flags 1, deletedAt wall=0x1000 node=7, 3 cells sorted by name
+      "01ac0201" +
+        "0010000000000000" +
+        "07000000" +
+        "03" +
+        // "eR\0y": tombstone
+        "01" + "04" + "6552007" + "9" + "0120000000000000" + "01000000" +
+        // "m": meta with type, metadata {a,b} sorted, importance
+        "00" + "01" + "6d" + "0010000000000000" + "07000000" + "07" + "03" + "646f63" + "08" + "82a161a178a16201" +
+        "000000000000e03f" +
+        // "v": version 2, dim 2, float32 LE 1 and -0.5
+        "00" + "01" + "76" + "0010000000000000" + "07000000" + "02" + "02" + "0000803f" + "000000bf",
+    )
+    assert.isTrue(same(RowCodec.decodeRow(Buffer.from(hex, "hex")), row))
+  })
+
+  it("refuses an unknown version and truncated input", () => {
+    const bytes = RowCodec.encodeRow(Row.empty)
+    const bumped = Uint8Array.from(bytes)
+    bumped[0] = 2
+    assert.throws(() => RowCodec.decodeRow(bumped), /unknown row format version 2/)
+    const full = RowCodec.encodeRow({ deletedAt: ts(1), cells: new Map(), seq: 1 })
+    assert.throws(() => RowCodec.decodeRow(full.subarray(0, full.length - 1)), /truncated/)
+  })
+})
+
+describe("Row mutations and entities", () => {
+  const tenant = tenantId("t1")
+  const entity = new Entity({
+    id: entityId("e1"),
+    type: "doc",
+    vector: [0.25, 0.5, -1],
+    vectorVersion: 3,
+    metadata: { lang: "en", n: 2, ok: true },
+    importance: 0.75,
+    chunks: [
+      new TextChunk({ id: chunkId("z"), text: "first" }),
+      new TextChunk({ id: chunkId("a"), text: "second", metadata: { page: "2" } }),
+    ],
+    edges: [new GraphEdge({ to: entityId("e2"), relation: relation("cites"), weight: 0.5 })],
+    createdAt: 10,
+  })
+
+  it("PutEntity round-trips to the same entity", () => {
+    const { key, row } = Row.fromMutation({ _tag: "PutEntity", tenant, entity }, Hlc.fromMillis(1000, 1), 5)
+    assert.strictEqual(key, Row.makeKey(tenant, "e1"))
+    const back = Row.toEntity(entity.id, RowCodec.decodeRow(RowCodec.encodeRow(row)))
+    assert.deepStrictEqual(back, new Entity({ ...entity, updatedAt: 1000 }))
+  })
+
+  it("a later PutEntity replaces everything; edges are added and removed cell by cell", () => {
+    const put1 = Row.fromMutation({ _tag: "PutEntity", tenant, entity }, Hlc.fromMillis(1000), 1).row
+    const put2 = Row.fromMutation(
+      { _tag: "PutEntity", tenant, entity: new Entity({ id: entityId("e1"), type: "note" }) },
+      Hlc.fromMillis(2000),
+      2,
+    ).row
+    const edge = Row.fromMutation(
+      { _tag: "PutEdge", tenant, from: entityId("e1"), edge: new GraphEdge({ to: entityId("e9"), relation: relation("r") }) },
+      Hlc.fromMillis(3000),
+      3,
+    ).row
+    const merged = Row.mergeAll([edge, put1, put2])
+    const e = Row.toEntity(entityId("e1"), merged)
+    assert.strictEqual(e?.type, "note")
+    assert.isUndefined(e?.vector)
+    assert.isUndefined(e?.chunks)
+    assert.deepStrictEqual(e?.edges?.map((x) => [x.relation, x.to, x.weight]), [["r", "e9", 1]])
+    assert.strictEqual(merged.seq, 3)
+
+    const delEdge = Row.fromMutation(
+      { _tag: "DeleteEdge", tenant, from: entityId("e1"), to: entityId("e9"), relation: relation("r") },
+      Hlc.fromMillis(4000),
+      4,
+    ).row
+    assert.isUndefined(Row.toEntity(entityId("e1"), Row.merge(merged, delEdge)).edges)
+
+    const del = Row.fromMutation({ _tag: "DeleteEntity", tenant, id: entityId("e1") }, Hlc.fromMillis(5000), 5).row
+    assert.isUndefined(Row.toEntity(entityId("e1"), Row.mergeAll([merged, delEdge, del])))
+    // an edge written before the delete does not revive it
+    assert.isUndefined(Row.toEntity(entityId("e1"), Row.mergeAll([del, edge])))
+  })
+
+  it("purgeTombstones drops only tombstones older than the cutoff", () => {
+    const row: Row.Row = {
+      deletedAt: ts(10),
+      cells: new Map<string, Row.Cell>([
+        ["m", { ts: ts(20), value: { _tag: "Meta" } }],
+        ["ea\u0000b", { ts: ts(12), value: undefined }],
+        ["ea\u0000c", { ts: ts(30), value: undefined }],
+      ]),
+      seq: 9,
+    }
+    const purged = Row.purgeTombstones(row, 15) as Row.Row
+    assert.isUndefined(purged.deletedAt)
+    assert.deepStrictEqual([...purged.cells.keys()], ["m", "ea\u0000c"])
+    assert.strictEqual(Row.purgeTombstones(row, 5), row)
+    assert.isUndefined(Row.purgeTombstones({ deletedAt: ts(1), cells: new Map(), seq: 1 }, 2))
+  })
+})
