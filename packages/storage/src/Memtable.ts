@@ -1,0 +1,268 @@
+/**
+ * The in-memory, sorted write buffer of the LSM. `RowMap` is the pure
+ * structure: a Map for O(1) point lookups and merges, plus lazily sorted keys
+ * (new keys are appended unsorted and folded in on the next range scan, into
+ * a fresh array so scans already running keep their snapshot). That keeps the
+ * write path at a hash insert; a skip list was not needed (see the bench note
+ * in Memtable.test.ts).
+ *
+ * The `Memtable` service holds the active RowMap and the frozen ones waiting
+ * to be flushed (newest first). A frozen RowMap never changes again, so a
+ * reader that holds it keeps a consistent view while a new one takes writes.
+ * Write stalls are the engine's business; it reads `frozen.length`.
+ */
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
+import * as Metrics from "./Metrics.js"
+import * as Row from "./Row.js"
+import * as RowCodec from "./RowCodec.js"
+
+// ---------------------------------------------------------------------------
+// Pure sorted row map
+
+/** Per-key overhead counted on top of the row estimate (Map entry + key string). */
+const KEY_OVERHEAD = 64
+
+/** Index of the first key ≥ `key` in a sorted array. */
+export const lowerBound = (keys: ReadonlyArray<Row.Key>, key: Row.Key): number => {
+  let lo = 0
+  let hi = keys.length
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1
+    if ((keys[mid] as Row.Key) < key) lo = mid + 1
+    else hi = mid
+  }
+  return lo
+}
+
+export class RowMap {
+  private readonly rows = new Map<Row.Key, Row.Row>()
+  private readonly sizes = new Map<Row.Key, number>()
+  private sorted: ReadonlyArray<Row.Key> = []
+  private pending: Array<Row.Key> = []
+  private isFrozen = false
+  private byteCount = 0
+  private seqMax = 0
+
+  constructor(readonly id: number) {}
+
+  /** Estimated bytes held (rows + keys). */
+  get bytes(): number {
+    return this.byteCount
+  }
+
+  get rowCount(): number {
+    return this.rows.size
+  }
+
+  /** Newest commit sequence number applied. */
+  get maxSeq(): number {
+    return this.seqMax
+  }
+
+  get frozen(): boolean {
+    return this.isFrozen
+  }
+
+  /** Merges a row change into the map. A frozen map refuses writes: that would be a bug. */
+  apply(key: Row.Key, row: Row.Row): void {
+    if (this.isFrozen) throw new Error(`memtable ${this.id} is frozen`)
+    const existing = this.rows.get(key)
+    const merged = existing === undefined ? row : Row.merge(existing, row)
+    const size = RowCodec.estimateSize(merged)
+    if (existing === undefined) {
+      this.pending.push(key)
+      this.byteCount += size + KEY_OVERHEAD + key.length * 2
+    } else {
+      this.byteCount += size - (this.sizes.get(key) ?? 0)
+    }
+    this.rows.set(key, merged)
+    this.sizes.set(key, size)
+    if (row.seq > this.seqMax) this.seqMax = row.seq
+  }
+
+  get(key: Row.Key): Row.Row | undefined {
+    return this.rows.get(key)
+  }
+
+  /** No more writes; sorts the keys once so every later scan is a plain walk. */
+  freeze(): void {
+    this.sortedKeys()
+    this.isFrozen = true
+  }
+
+  private sortedKeys(): ReadonlyArray<Row.Key> {
+    if (this.pending.length === 0) return this.sorted
+    const fresh = this.pending.sort()
+    this.pending = []
+    const old = this.sorted
+    // Merge into a NEW array: iterators running over `old` keep their snapshot.
+    const out: Array<Row.Key> = new Array(old.length + fresh.length)
+    let i = 0
+    let j = 0
+    let k = 0
+    while (i < old.length && j < fresh.length) {
+      out[k++] = (old[i] as Row.Key) < (fresh[j] as Row.Key) ? (old[i++] as Row.Key) : (fresh[j++] as Row.Key)
+    }
+    while (i < old.length) out[k++] = old[i++] as Row.Key
+    while (j < fresh.length) out[k++] = fresh[j++] as Row.Key
+    this.sorted = out
+    return out
+  }
+
+  /**
+   * Rows with start ≤ key < end in key order (bounds optional). Keys are a
+   * snapshot taken at the call; rows are read as the iteration reaches them,
+   * so an active map may show writes newer than the call (never older ones).
+   */
+  entries(start?: Row.Key, end?: Row.Key): IterableIterator<Row.KeyedRow> {
+    return this.walk(this.sortedKeys(), start, end)
+  }
+
+  private *walk(keys: ReadonlyArray<Row.Key>, start?: Row.Key, end?: Row.Key): IterableIterator<Row.KeyedRow> {
+    for (let i = start === undefined ? 0 : lowerBound(keys, start); i < keys.length; i++) {
+      const key = keys[i] as Row.Key
+      if (end !== undefined && key >= end) return
+      yield { key, row: this.rows.get(key) as Row.Row }
+    }
+  }
+}
+
+/**
+ * Merges sorted row sources into one sorted source; rows of equal keys are
+ * combined with Row.merge (order of sources does not matter: merge commutes).
+ */
+export function* mergeSorted(sources: ReadonlyArray<Iterable<Row.KeyedRow>>): IterableIterator<Row.KeyedRow> {
+  if (sources.length === 1) {
+    yield* sources[0] as Iterable<Row.KeyedRow>
+    return
+  }
+  const iters = sources.map((s) => s[Symbol.iterator]())
+  const heads: Array<Row.KeyedRow | undefined> = iters.map((it) => {
+    const r = it.next()
+    return r.done ? undefined : r.value
+  })
+  for (;;) {
+    let min: Row.Key | undefined
+    for (const h of heads) if (h !== undefined && (min === undefined || h.key < min)) min = h.key
+    if (min === undefined) return
+    let row: Row.Row | undefined
+    for (let i = 0; i < heads.length; i++) {
+      const h = heads[i]
+      if (h === undefined || h.key !== min) continue
+      row = row === undefined ? h.row : Row.merge(row, h.row)
+      const r = (iters[i] as Iterator<Row.KeyedRow>).next()
+      heads[i] = r.done ? undefined : r.value
+    }
+    yield { key: min, row: row as Row.Row }
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Service
+
+/** A read-only memtable: the frozen ones, and a view of the active one. */
+export interface MemtableView {
+  readonly id: number
+  readonly bytes: number
+  readonly rowCount: number
+  readonly maxSeq: number
+  readonly get: (key: Row.Key) => Row.Row | undefined
+  readonly entries: (start?: Row.Key, end?: Row.Key) => IterableIterator<Row.KeyedRow>
+}
+
+export interface MemtableShape {
+  /** Merges row changes into the active memtable (callers apply batches in seq order). */
+  readonly apply: (rows: ReadonlyArray<Row.KeyedRow>) => Effect.Effect<void>
+  /** The key's row merged across the active and frozen memtables, or undefined. */
+  readonly get: (key: Row.Key) => Effect.Effect<Row.Row | undefined>
+  /** Merged rows with start ≤ key < end in key order, over active + frozen (iterate once). */
+  readonly scan: (start?: Row.Key, end?: Row.Key) => Effect.Effect<IterableIterator<Row.KeyedRow>>
+  /**
+   * Freezes the active memtable and starts a new one; returns the frozen one,
+   * or undefined when the active one was empty (nothing to flush). Flush frozen
+   * memtables oldest first so flushedSeq only ever covers flushed commits.
+   */
+  readonly freezeActive: Effect.Effect<MemtableView | undefined>
+  /** Frozen memtables waiting for flush, newest first. */
+  readonly frozen: Effect.Effect<ReadonlyArray<MemtableView>>
+  /** Drops a frozen memtable once its rows are durable in an SSTable. */
+  readonly releaseFrozen: (id: number) => Effect.Effect<void>
+  /** Bytes held by the active memtable (the flush trigger). */
+  readonly activeBytes: Effect.Effect<number>
+  /** The active memtable plus the frozen ones, newest first (for readers that merge with tables themselves). */
+  readonly views: Effect.Effect<ReadonlyArray<MemtableView>>
+}
+
+export class Memtable extends Context.Tag("@allidb/storage/Memtable")<Memtable, MemtableShape>() {}
+
+const view = (map: RowMap): MemtableView => ({
+  id: map.id,
+  get bytes() {
+    return map.bytes
+  },
+  get rowCount() {
+    return map.rowCount
+  },
+  get maxSeq() {
+    return map.maxSeq
+  },
+  get: (key) => map.get(key),
+  entries: (start, end) => map.entries(start, end),
+})
+
+export const make: Effect.Effect<MemtableShape> = Effect.sync(() => {
+  let nextId = 1
+  let active = new RowMap(nextId++)
+  let activeView = view(active)
+  let frozen: ReadonlyArray<{ readonly map: RowMap; readonly view: MemtableView }> = []
+
+  const publishSizes = Effect.suspend(() =>
+    Effect.zipRight(Metric.set(Metrics.memtableBytes, active.bytes), Metric.set(Metrics.frozenMemtables, frozen.length)),
+  )
+
+  const getMerged = (key: Row.Key): Row.Row | undefined => {
+    let row = active.get(key)
+    for (const f of frozen) {
+      const r = f.map.get(key)
+      if (r !== undefined) row = row === undefined ? r : Row.merge(row, r)
+    }
+    return row
+  }
+
+  return {
+    apply: (rows) =>
+      Effect.suspend(() => {
+        for (const { key, row } of rows) active.apply(key, row)
+        return Metric.set(Metrics.memtableBytes, active.bytes)
+      }),
+    get: (key) => Effect.sync(() => getMerged(key)),
+    scan: (start, end) =>
+      Effect.sync(() => {
+        const sources = [active, ...frozen.map((f) => f.map)].map((m) => m.entries(start, end))
+        return mergeSorted(sources)
+      }),
+    freezeActive: Effect.suspend(() => {
+      if (active.rowCount === 0) return Effect.succeed(undefined)
+      const old = active
+      const oldView = activeView
+      old.freeze()
+      frozen = [{ map: old, view: oldView }, ...frozen]
+      active = new RowMap(nextId++)
+      activeView = view(active)
+      return Effect.as(publishSizes, oldView)
+    }),
+    frozen: Effect.sync(() => frozen.map((f) => f.view)),
+    releaseFrozen: (id) =>
+      Effect.suspend(() => {
+        frozen = frozen.filter((f) => f.map.id !== id)
+        return Metric.set(Metrics.frozenMemtables, frozen.length)
+      }),
+    activeBytes: Effect.sync(() => active.bytes),
+    views: Effect.sync(() => [activeView, ...frozen.map((f) => f.view)]),
+  }
+})
+
+export const layer: Layer.Layer<Memtable> = Layer.effect(Memtable, make)
