@@ -1,1 +1,2 @@
 export * as Coordinator from "./Coordinator.js"
+export * as LocalCoordinator from "./LocalCoordinator.js"
