@@ -1,0 +1,393 @@
+/**
+ * gRPC service `allidb.AlliDB` on @grpc/grpc-js, wire-compatible with existing
+ * AlliDB clients (proto/allidb.proto). Requests are decoded with the same
+ * schemas as the compatible REST routes and run the same Compat operations on
+ * the Coordinator, in fibers of a FiberSet owned by the layer's scope: a
+ * client's deadline or cancellation interrupts its fiber, and closing the
+ * scope drains the server (tryShutdown, bounded) before interrupting the rest.
+ *
+ * The proto is loaded with keepCase (snake_case fields as on the wire),
+ * int64 as decimal strings (all 64 bits of nanosecond timestamps survive) and
+ * enums as their names.
+ */
+import { isIP } from "node:net"
+import { fileURLToPath } from "node:url"
+import type { TenantId } from "@allidb/core"
+import { ClientError, DeadlineExceeded, PermissionDenied } from "@allidb/core"
+import type { Coordinator } from "@allidb/cluster"
+import * as grpc from "@grpc/grpc-js"
+import * as protoLoader from "@grpc/proto-loader"
+import * as Cause from "effect/Cause"
+import * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
+import * as Data from "effect/Data"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as FiberId from "effect/FiberId"
+import * as FiberSet from "effect/FiberSet"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import type * as ParseResult from "effect/ParseResult"
+import * as Random from "effect/Random"
+import * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
+import * as ApiConfig from "./ApiConfig.js"
+import * as Auth from "./Auth.js"
+import * as Compat from "./Compat.js"
+import * as ErrorMapping from "./ErrorMapping.js"
+
+/** The .proto beside the sources (`src/` and `dist/` are both one level below the package). */
+export const PROTO_PATH = fileURLToPath(new URL("../proto/allidb.proto", import.meta.url))
+
+/**
+ * proto-loader options shared by the server and the tests' client: int64 as
+ * decimal strings (a Number would lose the low bits of nanosecond
+ * timestamps), enums by name, proto3 defaults filled in.
+ */
+export const LOADER_OPTIONS: protoLoader.Options = {
+  keepCase: true,
+  longs: String,
+  enums: String,
+  defaults: true,
+  arrays: true,
+  objects: true,
+  oneofs: true,
+}
+
+export const SERVICE_NAME = "allidb.AlliDB"
+
+/** Loads the AlliDB service definition (server side) and its client constructor. */
+export const loadService = (): { readonly definition: grpc.ServiceDefinition; readonly client: grpc.ServiceClientConstructor } => {
+  const packageDefinition = protoLoader.loadSync(PROTO_PATH, LOADER_OPTIONS)
+  const loaded = grpc.loadPackageDefinition(packageDefinition)
+  const pkg = loaded.allidb
+  const ctor = pkg !== undefined && !isClientConstructor(pkg) && "AlliDB" in pkg ? pkg.AlliDB : undefined
+  if (ctor === undefined || !isClientConstructor(ctor)) {
+    throw new Error(`${PROTO_PATH} does not define service ${SERVICE_NAME}`)
+  }
+  return { definition: ctor.service, client: ctor }
+}
+
+const isClientConstructor = (value: unknown): value is grpc.ServiceClientConstructor =>
+  typeof value === "function" && "service" in value
+
+/** The running server: where it listens (port 0 in the address resolves to the bound port). */
+export interface GrpcServerShape {
+  readonly host: string
+  readonly port: number
+}
+
+export class GrpcServer extends Context.Tag("@allidb/api/GrpcServer")<GrpcServer, GrpcServerShape>() {}
+
+/** The address could not be bound (in use, not permitted, malformed). Never leaves the process. */
+export class GrpcBindError extends Data.TaggedError("GrpcBindError")<{
+  readonly address: string
+  readonly message: string
+}> {}
+
+export interface Options {
+  /** `host:port` (the lead passes ALLIDB_GRPC_ADDR); port 0 picks a free port. */
+  readonly address: string
+  /** Insecure when absent; the TLS work passes `grpc.ServerCredentials.createSsl(...)`. */
+  readonly credentials?: grpc.ServerCredentials
+  /** Reported by HealthCheck. */
+  readonly version?: string
+  /** How long shutdown waits for in-flight calls before cancelling them (default 5 s). */
+  readonly shutdownTimeoutMs?: number
+}
+
+type Services = Coordinator.Coordinator | Auth.Auth | ApiConfig.ApiConfig
+
+/** Splits `call.getPeer()` (`127.0.0.1:5000`, `::1:5000`, `[::1]:5000`) into the IP address. */
+export const peerAddress = (peer: string): string | undefined => {
+  const bracketed = /^\[([^\]]+)\](?::\d+)?$/.exec(peer)
+  if (bracketed !== null) return bracketed[1]
+  const withPort = /^(.*):(\d+)$/.exec(peer)
+  // grpc-js appends the port whenever the socket has one, so strip it first:
+  // `::1:5000` is itself a valid IPv6 literal, and the wrong one.
+  if (withPort !== null && isIP(withPort[1]) !== 0) return withPort[1]
+  return isIP(peer) !== 0 ? peer : undefined
+}
+
+const metadataValue = (metadata: grpc.Metadata, key: string): string | undefined => {
+  const value = metadata.get(key)[0]
+  if (value === undefined) return undefined
+  return typeof value === "string" ? value : value.toString("utf8")
+}
+
+/** Proto3 cannot tell "unset" from zero / empty: drop those so the schema defaults apply. */
+const withoutProtoDefaults = (message: Record<string, unknown>, keys: ReadonlyArray<string>): Record<string, unknown> => {
+  const out: Record<string, unknown> = { ...message }
+  for (const key of keys) {
+    const value = out[key]
+    if (value === 0 || value === "" || value === "0" || value === null) delete out[key]
+  }
+  return out
+}
+
+// Outgoing messages: bigint nanos become decimal strings (int64 with longs: String).
+
+const edgeToProto = (edge: Compat.CompatEdgeOut) => ({ ...edge, timestamp_nanos: edge.timestamp_nanos.toString() })
+
+export const entityToProto = (entity: Compat.CompatEntityOut) => ({
+  ...entity,
+  embeddings: entity.embeddings.map((e) => ({ ...e, version: String(e.version), timestamp_nanos: e.timestamp_nanos.toString() })),
+  outgoing_edges: entity.outgoing_edges.map(edgeToProto),
+  incoming_edges: entity.incoming_edges.map(edgeToProto),
+  created_at_nanos: entity.created_at_nanos.toString(),
+  updated_at_nanos: entity.updated_at_nanos.toString(),
+})
+
+const HEX = "0123456789abcdef"
+const requestId: Effect.Effect<string> = Effect.map(
+  Effect.all(Array.from({ length: 16 }, () => Random.nextIntBetween(0, 16))),
+  (digits) => digits.map((d) => HEX[d]).join(""),
+)
+
+const isClientError = Schema.is(ClientError)
+
+const decode = <A, I>(schema: Schema.Schema<A, I>, message: unknown) =>
+  Schema.decodeUnknown(schema, { errors: "first" })(message).pipe(
+    Effect.mapError((error: ParseResult.ParseError) => ErrorMapping.fromParseError(error)),
+  )
+
+/** A unary method: authenticated ones get the caller's tenant; HealthCheck needs no key. */
+type Handled<Req, Res> =
+  | {
+      readonly name: string
+      readonly authenticated: true
+      readonly run: (request: Req, tenant: TenantId) => Effect.Effect<Res, ClientError, Services>
+    }
+  | {
+      readonly name: string
+      readonly authenticated: false
+      readonly run: (request: Req) => Effect.Effect<Res, ClientError, Services>
+    }
+
+/**
+ * Builds the server and binds it. The FiberSet is created first so its
+ * finalizer (interrupting whatever still runs) comes after the server's
+ * drain.
+ */
+export const make = (options: Options): Effect.Effect<GrpcServerShape, GrpcBindError, Scope.Scope | Services> =>
+  Effect.gen(function* () {
+    const config = yield* ApiConfig.ApiConfig
+    const auth = yield* Auth.Auth
+    const runFork = yield* FiberSet.makeRuntime<Services>()
+    const service = yield* Effect.try({
+      try: loadService,
+      catch: (cause) => cause,
+    }).pipe(Effect.orDie)
+    const version = options.version ?? "unknown"
+    const limits: Compat.CompatLimits = { maxBatch: config.maxBatch, maxK: config.maxK }
+    const maxBytes = ApiConfig.maxBodyBytes(config)
+
+    const unary =
+      <Req, Res>(handled: Handled<Req, Res>) =>
+      (call: grpc.ServerUnaryCall<Req, Res>, callback: grpc.sendUnaryData<Res>): void => {
+        const program = Effect.gen(function* () {
+          const work = handled.authenticated
+            ? handled.run(
+                call.request,
+                yield* auth.authenticate(metadataValue(call.metadata, Auth.API_KEY_HEADER), peerAddress(call.getPeer())),
+              )
+            : handled.run(call.request)
+          // The tighter of the server's request timeout and the client's deadline.
+          const deadline = Number(call.getDeadline())
+          const now = yield* Clock.currentTimeMillis
+          const remaining = Number.isFinite(deadline) ? Math.max(0, deadline - now) : Number.POSITIVE_INFINITY
+          const timeoutMs = Math.min(config.requestTimeoutMs, remaining)
+          return yield* work.pipe(
+            Effect.timeoutFail({
+              duration: Duration.millis(timeoutMs),
+              onTimeout: () => new DeadlineExceeded({ timeoutMs: Math.round(timeoutMs), operation: handled.name }),
+            }),
+          )
+        }).pipe(Effect.withSpan(`grpc.${handled.name}`), Effect.annotateLogs({ rpc: handled.name }))
+
+        const fiber = runFork(program)
+        let answered = false
+        const onCancelled = () => {
+          answered = true
+          fiber.unsafeInterruptAsFork(FiberId.none)
+        }
+        call.on("cancelled", onCancelled)
+        fiber.addObserver((exit) => {
+          call.removeListener("cancelled", onCancelled)
+          if (answered) return
+          answered = true
+          if (Exit.isSuccess(exit)) {
+            callback(null, exit.value)
+            return
+          }
+          runFork(errorFor(handled.name, exit.cause)).addObserver((mapped) =>
+            callback(
+              Exit.isSuccess(mapped)
+                ? mapped.value
+                : { code: grpc.status.INTERNAL, details: "internal error", metadata: new grpc.Metadata() },
+            ),
+          )
+        })
+      }
+
+    /** The status for a failed call; internal errors and defects are logged with a request id. */
+    const errorFor = (name: string, cause: Cause.Cause<unknown>): Effect.Effect<Partial<grpc.StatusObject>> =>
+      Effect.gen(function* () {
+        const failure = Cause.failureOption(cause)
+        if (Option.isSome(failure) && isClientError(failure.value)) {
+          const error = failure.value
+          const mapping = ErrorMapping.mappingOf(error)
+          const metadata = new grpc.Metadata()
+          if (mapping.internal) {
+            const id = yield* requestId
+            yield* ErrorMapping.logIfInternal(error, id)
+            metadata.set("x-request-id", id)
+            return {
+              code: ErrorMapping.grpcCodeValue(error),
+              details: `${ErrorMapping.publicMessage(error)} (request id ${id})`,
+              metadata,
+            }
+          }
+          if (error._tag === "RateLimited") metadata.set("retry-after", ErrorMapping.retryAfterHeader(error.retryAfterSeconds))
+          return { code: ErrorMapping.grpcCodeValue(error), details: error.message, metadata }
+        }
+        if (Cause.isInterruptedOnly(cause)) {
+          // Not the client (a cancelled call is never answered): the server is stopping.
+          return { code: grpc.status.UNAVAILABLE, details: "the server is shutting down", metadata: new grpc.Metadata() }
+        }
+        const id = yield* requestId
+        yield* Effect.logError(`gRPC ${name} failed`, cause).pipe(Effect.annotateLogs({ request_id: id }))
+        const metadata = new grpc.Metadata()
+        metadata.set("x-request-id", id)
+        return { code: grpc.status.INTERNAL, details: `${ErrorMapping.defectBody(id).error} (request id ${id})`, metadata }
+      })
+
+    const replicaRefused = (name: string): Handled<unknown, never> => ({
+      name,
+      authenticated: true,
+      run: () => Effect.fail(new PermissionDenied({ message: `${name} is reserved for cluster peers` })),
+    })
+
+    const implementation: grpc.UntypedServiceImplementation = {
+      PutEntity: unary<Record<string, unknown>, unknown>({
+        name: "PutEntity",
+        authenticated: true,
+        run: (message, tenant) =>
+          Effect.gen(function* () {
+            const request = yield* decode(
+              Compat.PutEntityRequest,
+              withoutProtoDefaults(message, ["trace_id"]),
+            )
+            const result = yield* Compat.putEntity(tenant, request)
+            return { success: true, error_message: "", entity_id: result.entity_id }
+          }),
+      }),
+      BatchPutEntities: unary<Record<string, unknown>, unknown>({
+        name: "BatchPutEntities",
+        authenticated: true,
+        run: (message, tenant) =>
+          Effect.gen(function* () {
+            const request = yield* decode(Compat.BatchPutEntitiesRequest, withoutProtoDefaults(message, ["trace_id"]))
+            return yield* Compat.batchPutEntities(tenant, request, limits)
+          }),
+      }),
+      Query: unary<Record<string, unknown>, unknown>({
+        name: "Query",
+        authenticated: true,
+        run: (message, tenant) =>
+          Effect.gen(function* () {
+            const request = yield* decode(
+              Compat.CompatQueryRequest,
+              withoutProtoDefaults(message, ["k", "expand_factor", "trace_id"]),
+            )
+            const answer = yield* Compat.query(tenant, request, limits)
+            return {
+              results: answer.results.map((r) => ({
+                entity_id: r.entity_id,
+                score: r.score,
+                entity: r.entity === undefined ? null : entityToProto(r.entity),
+              })),
+              trace_id: answer.trace_id,
+              total_results: answer.total_results,
+            }
+          }),
+      }),
+      RangeScan: unary<Record<string, unknown>, unknown>({
+        name: "RangeScan",
+        authenticated: true,
+        run: (message, tenant) =>
+          Effect.gen(function* () {
+            const request = yield* decode(Compat.RangeScanRequest, withoutProtoDefaults(message, ["limit"]))
+            const page = yield* Compat.rangeScan(tenant, request)
+            return { entities: page.entities.map(entityToProto), next_page_token: page.next_page_token }
+          }),
+      }),
+      HealthCheck: unary<unknown, unknown>({
+        name: "HealthCheck",
+        authenticated: false,
+        run: () =>
+          Effect.map(Clock.currentTimeMillis, (now) => ({
+            healthy: true,
+            status: "SERVING",
+            timestamp_nanos: Compat.millisToNanos(now).toString(),
+            version,
+          })),
+      }),
+      ReplicaRead: unary(replicaRefused("ReplicaRead")),
+      ReplicaWrite: unary(replicaRefused("ReplicaWrite")),
+    }
+
+    const server = new grpc.Server({
+      "grpc.max_receive_message_length": maxBytes,
+      "grpc.max_send_message_length": maxBytes,
+    })
+    server.addService(service.definition, implementation)
+
+    const credentials = options.credentials ?? grpc.ServerCredentials.createInsecure()
+    const shutdownTimeoutMs = options.shutdownTimeoutMs ?? 5_000
+    const port = yield* Effect.acquireRelease(
+      Effect.async<number, GrpcBindError>((resume) => {
+        server.bindAsync(options.address, credentials, (error, bound) => {
+          if (error !== null) {
+            server.forceShutdown()
+            resume(Effect.fail(new GrpcBindError({ address: options.address, message: error.message })))
+          } else {
+            resume(Effect.succeed(bound))
+          }
+        })
+      }),
+      () =>
+        // Finalizers run uninterruptibly: the wait must be made interruptible
+        // or the timeout could not cut it short.
+        Effect.interruptible(
+          Effect.async<void>((resume) => {
+            server.tryShutdown(() => resume(Effect.void))
+          }),
+        ).pipe(
+          Effect.timeoutTo({
+            duration: Duration.millis(shutdownTimeoutMs),
+            onSuccess: () => Effect.logInfo("gRPC server stopped"),
+            onTimeout: () =>
+              Effect.sync(() => server.forceShutdown()).pipe(
+                Effect.zipRight(Effect.logWarning(`gRPC calls still running after ${shutdownTimeoutMs} ms were cancelled`)),
+              ),
+          }),
+          Effect.flatten,
+        ),
+    )
+    const host = hostOf(options.address)
+    yield* Effect.logInfo(`gRPC ${SERVICE_NAME} listening on ${host}:${port}`)
+    return { host, port }
+  })
+
+const hostOf = (address: string): string => {
+  const bracketed = /^\[([^\]]+)\]:\d+$/.exec(address)
+  if (bracketed !== null) return bracketed[1]
+  const colon = address.lastIndexOf(":")
+  return colon < 0 ? address : address.slice(0, colon)
+}
+
+/** The gRPC listener as a scoped layer: started when built, drained and stopped when its scope closes. */
+export const layer = (options: Options): Layer.Layer<GrpcServer, GrpcBindError, Services> =>
+  Layer.scoped(GrpcServer, make(options))

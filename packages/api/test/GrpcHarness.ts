@@ -1,0 +1,96 @@
+/**
+ * A real @grpc/grpc-js server (Grpc.layer on 127.0.0.1:0) over the in-test
+ * fake Coordinator and the real Auth, and a real grpc-js client with
+ * promise-like helpers that never throw: every call resolves to an Either of
+ * the response or the ServiceError.
+ */
+import { Coordinator } from "@allidb/cluster"
+import { tenantId } from "@allidb/core"
+import * as grpc from "@grpc/grpc-js"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Layer from "effect/Layer"
+import * as ApiConfig from "../src/ApiConfig.js"
+import * as Auth from "../src/Auth.js"
+import * as Grpc from "../src/Grpc.js"
+import { CompatFakeCoordinator, type FakeOptions } from "./CompatFakeCoordinator.js"
+
+export const KEY_ACME = "key-acme-0123456789"
+export const KEY_OTHER = "key-other-0123456789"
+
+export const defaultKeys: ReadonlyArray<ApiConfig.ApiKeyBinding> = [
+  { key: KEY_ACME, tenant: tenantId("acme") },
+  { key: KEY_OTHER, tenant: tenantId("other") },
+]
+
+export interface StartOptions {
+  readonly fake?: FakeOptions
+  readonly config?: Partial<ApiConfig.ApiConfigShape>
+  /** Replace coordinator methods (e.g. to fail with a storage error). */
+  readonly override?: Partial<Coordinator.CoordinatorShape>
+  readonly shutdownTimeoutMs?: number
+}
+
+export type Outcome = Either.Either<Record<string, unknown>, grpc.ServiceError>
+
+export interface CallOptions {
+  readonly apiKey?: string
+  readonly deadlineMs?: number
+  /** Cancel the call from the client after this many ms. */
+  readonly cancelAfterMs?: number
+}
+
+export class GrpcTestClient {
+  constructor(readonly client: grpc.Client) {}
+
+  call(method: string, request: object, options: CallOptions = {}): Effect.Effect<Outcome> {
+    return Effect.async<Outcome>((resume) => {
+      const metadata = new grpc.Metadata()
+      if (options.apiKey !== undefined) metadata.set(Auth.API_KEY_HEADER, options.apiKey)
+      const callOptions: grpc.CallOptions = {}
+      if (options.deadlineMs !== undefined) callOptions.deadline = Date.now() + options.deadlineMs
+      const fn = (this.client as unknown as Record<string, Function>)[method]
+      const call: grpc.ClientUnaryCall = fn.call(
+        this.client,
+        request,
+        metadata,
+        callOptions,
+        (error: grpc.ServiceError | null, response: Record<string, unknown>) =>
+          resume(Effect.succeed(error === null ? Either.right(response) : Either.left(error))),
+      )
+      if (options.cancelAfterMs !== undefined) {
+        const timer = setTimeout(() => call.cancel(), options.cancelAfterMs)
+        return Effect.sync(() => clearTimeout(timer))
+      }
+      return undefined
+    })
+  }
+}
+
+export const startGrpc = (options: StartOptions = {}) =>
+  Effect.gen(function* () {
+    const fake = CompatFakeCoordinator.make(options.fake)
+    const coordinator =
+      options.override === undefined
+        ? fake.layer
+        : Layer.succeed(Coordinator.Coordinator, { ...fake.shape, ...options.override })
+    const config = ApiConfig.layer({ apiKeys: defaultKeys, ...options.config })
+    const services = Layer.mergeAll(coordinator, Auth.layer.pipe(Layer.provide(config)), config)
+    const server = yield* Layer.build(
+      Grpc.layer({
+        address: "127.0.0.1:0",
+        version: "test-1",
+        ...(options.shutdownTimeoutMs !== undefined ? { shutdownTimeoutMs: options.shutdownTimeoutMs } : {}),
+      }).pipe(Layer.provide(services)),
+    )
+    const { port } = Context.get(server, Grpc.GrpcServer)
+    const { client: Ctor } = Grpc.loadService()
+    const client = yield* Effect.acquireRelease(
+      Effect.sync(() => new Ctor(`127.0.0.1:${port}`, grpc.credentials.createInsecure())),
+      (c) => Effect.sync(() => c.close()),
+    )
+    return { fake, port, client: new GrpcTestClient(client) }
+  })
+
+export type Started = Effect.Effect.Success<ReturnType<typeof startGrpc>>
