@@ -46,7 +46,10 @@ const receiver = Effect.acquireRelease(
       })
     },
   ),
-  ({ server }) => Effect.async<void>((resume) => server.close(() => resume(Effect.void))),
+  ({ server }) =>
+    Effect.async<void>((resume) => {
+      server.close(() => resume(Effect.void))
+    }),
 )
 
 const attr = (attributes: OtlpSpan["attributes"], key: string): unknown => {
