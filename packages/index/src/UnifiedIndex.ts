@@ -7,9 +7,23 @@
  * CONTRACT (used by packages/cluster's Coordinator): keep these signatures;
  * add to them only.
  */
+import * as Chunk from "effect/Chunk"
 import * as Context from "effect/Context"
-import type * as Effect from "effect/Effect"
-import type { DimensionMismatch, TenantId } from "@allidb/core"
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Metric_ from "effect/Metric"
+import * as Queue from "effect/Queue"
+import * as Schedule from "effect/Schedule"
+import type * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
+import { DimensionMismatch, type Entity, type EntityId, type TenantId } from "@allidb/core"
+import { StorageEngine } from "@allidb/storage"
+import { Slice } from "./EventLoop.js"
+import * as IndexConfig from "./IndexConfig.js"
+import * as Metrics from "./Metrics.js"
+import * as Snapshot from "./Snapshot.js"
+import { type ApplyOutcome, type HnswParams, TenantIndex } from "./TenantIndex.js"
 
 export type Metric = "cosine" | "l2" | "ip"
 
@@ -40,3 +54,328 @@ export interface UnifiedIndexShape {
 }
 
 export class UnifiedIndex extends Context.Tag("@allidb/index/UnifiedIndex")<UnifiedIndex, UnifiedIndexShape>() {}
+
+// ---------------------------------------------------------------------------
+// Implementation
+// ---------------------------------------------------------------------------
+
+/**
+ * Read access to the live per-tenant indexes, for the QueryExecutor. A
+ * separate tag so the UnifiedIndex contract stays as the coordinator sees it.
+ * Callers must not mutate what they get and must not hold labels across a
+ * yield (a label can be reused by the next write); ids are stable.
+ */
+export interface TenantsShape {
+  readonly get: (tenant: TenantId) => TenantIndex | undefined
+  readonly config: IndexConfig.IndexConfigShape
+}
+
+export class Tenants extends Context.Tag("@allidb/index/UnifiedIndex/Tenants")<Tenants, TenantsShape>() {}
+
+const GET_MANY_BATCH = 1024
+const MAX_EVENTS_PER_BATCH = 4096
+
+/** Storage reads of the apply loop are retried until they work: the index must not skip a commit. */
+const readRetry = Schedule.union(Schedule.exponential("20 millis"), Schedule.spaced("2 seconds"))
+
+export const make: Effect.Effect<
+  { readonly index: UnifiedIndexShape; readonly tenants: TenantsShape },
+  StorageEngine.ReadError,
+  StorageEngine.StorageEngine | IndexConfig.IndexConfig | Scope.Scope
+> = Effect.gen(function* () {
+  const storage = yield* StorageEngine.StorageEngine
+  const config = yield* IndexConfig.IndexConfig
+  const params: HnswParams = {
+    m: config.m,
+    efConstruction: config.efConstruction,
+    randomSeed: config.randomSeed,
+    initialCapacity: config.initialCapacity,
+    growthFactor: config.growthFactor,
+  }
+  const tenants = new Map<string, TenantIndex>()
+  /** Per tenant: bumped on every applied change, and the value the last snapshot saw. */
+  const versions = new Map<string, { changed: number; snapshotted: number }>()
+  let applied = 0
+  let waiters: Array<{ readonly seq: number; readonly deferred: Deferred.Deferred<void> }> = []
+  // Serialises every mutation of the native indexes with snapshots (hnswlib
+  // writes its file on a worker thread while the main thread must not insert).
+  const lock = yield* Effect.makeSemaphore(1)
+
+  const fresh = (tenant: string): TenantIndex =>
+    new TenantIndex(tenant, IndexConfig.metricOf(config, tenant), params, config.tenantDimensions[tenant])
+
+  const tenantIndex = (tenant: string): TenantIndex => {
+    let index = tenants.get(tenant)
+    if (index === undefined) {
+      index = fresh(tenant)
+      tenants.set(tenant, index)
+    }
+    return index
+  }
+
+  const markChanged = (tenant: string): void => {
+    const v = versions.get(tenant)
+    if (v === undefined) versions.set(tenant, { changed: 1, snapshotted: 0 })
+    else v.changed++
+  }
+
+  const setApplied = (seq: number): Effect.Effect<void> =>
+    Effect.suspend(() => {
+      if (seq <= applied) return Effect.void
+      applied = seq
+      const ready = waiters.filter((w) => w.seq <= seq)
+      if (ready.length === 0) return Effect.void
+      waiters = waiters.filter((w) => w.seq > seq)
+      return Effect.forEach(ready, (w) => Deferred.succeed(w.deferred, undefined), { discard: true })
+    })
+
+  /** Applies rows in time slices; returns the number of vectors inserted. */
+  const applyRows = (
+    index: TenantIndex,
+    rows: ReadonlyArray<{ readonly id: string; readonly entity: Entity | undefined }>,
+    slice: Slice,
+  ): Effect.Effect<number> =>
+    Effect.gen(function* () {
+      let inserted = 0
+      let skipped = 0
+      for (const row of rows) {
+        const outcome: ApplyOutcome = index.applyRow(row.id, row.entity)
+        if (outcome === "inserted") inserted++
+        else if (outcome === "skipped") skipped++
+        if (slice.due) yield* slice.yieldIfDue
+      }
+      if (rows.length > 0) markChanged(index.tenant)
+      if (inserted > 0) yield* Metric_.incrementBy(Metrics.inserts, inserted)
+      if (skipped > 0) {
+        yield* Metric_.incrementBy(Metrics.skippedVectors, skipped)
+        yield* Effect.logWarning("stored vectors of another dimension were not indexed").pipe(
+          Effect.annotateLogs({ tenant: index.tenant, count: skipped, dimension: index.dimension }),
+        )
+      }
+      return inserted
+    })
+
+  const updateGauge = (index: TenantIndex) => Metric_.set(Metrics.vectorsOf(index.tenant), index.liveVectors)
+
+  /**
+   * Streams rows from storage into `index`. With `reconcile`, entities the
+   * stream did not mention are removed (a full resync after an import or
+   * repair, where purged tombstones leave no trace).
+   */
+  const applyStream = (index: TenantIndex, afterSeq: number, reconcile: boolean) =>
+    Effect.gen(function* () {
+      const slice = new Slice(config.sliceMs)
+      const seen = new Set<string>()
+      yield* Stream.runForEachChunk(storage.changedSince(index.tenant as TenantId, afterSeq), (chunk) => {
+        const rows = Chunk.toReadonlyArray(chunk)
+        if (reconcile) for (const row of rows) seen.add(row.id)
+        return applyRows(index, rows, slice)
+      })
+      if (reconcile) {
+        const gone = [...index.attrs.keys()].filter((id) => !seen.has(id)).map((id) => ({ id, entity: undefined }))
+        yield* applyRows(index, gone, slice)
+      }
+      yield* updateGauge(index)
+    })
+
+  const rebuild = (tenant: string) =>
+    Effect.gen(function* () {
+      const index = fresh(tenant)
+      yield* applyStream(index, 0, false)
+      tenants.set(tenant, index)
+      markChanged(tenant)
+      yield* Metric_.increment(Metrics.rebuilds)
+    }).pipe(Effect.withSpan("UnifiedIndex.rebuild", { attributes: { tenant } }))
+
+  const loadTenant = (tenant: string, storageSeq: number) =>
+    Effect.gen(function* () {
+      const loaded = yield* Snapshot.load(
+        config.dataDir,
+        tenant,
+        { metric: IndexConfig.metricOf(config, tenant), dimension: config.tenantDimensions[tenant], params },
+        config.sliceMs,
+      ).pipe(
+        Effect.filterOrElse(
+          (l) => l.seq <= storageSeq,
+          (l) =>
+            Effect.fail(
+              new Snapshot.Unusable({
+                tenant,
+                reason: `snapshot covers seq ${l.seq} but storage only has ${storageSeq}`,
+              }),
+            ),
+        ),
+        Effect.either,
+      )
+      if (loaded._tag === "Right") {
+        // Unchanged since its snapshot unless the catch-up applies something.
+        versions.set(tenant, { changed: 0, snapshotted: 0 })
+        yield* applyStream(loaded.right.index, loaded.right.seq, false)
+        tenants.set(tenant, loaded.right.index)
+        yield* Effect.logInfo("index loaded from snapshot").pipe(
+          Effect.annotateLogs({ tenant, seq: loaded.right.seq, vectors: loaded.right.index.liveVectors }),
+        )
+        return
+      }
+      if (!loaded.left.reason.includes("ENOENT")) {
+        yield* Metric_.increment(Metrics.snapshotLoadFailures)
+        yield* Effect.logWarning("index snapshot unusable; rebuilding from storage").pipe(
+          Effect.annotateLogs({ tenant, reason: loaded.left.reason }),
+        )
+      }
+      yield* rebuild(tenant)
+    }).pipe(Effect.withSpan("UnifiedIndex.loadTenant", { attributes: { tenant } }))
+
+  // Subscribe before reading lastSeq: every commit after `startSeq` is in the
+  // queue, every commit up to it is in what the catch-up reads.
+  const commits = yield* storage.subscribe
+  const tableChanges = yield* storage.tableChanges
+  const startSeq = yield* storage.lastSeq
+  const known = yield* storage.tenants
+  for (const tenant of known) yield* loadTenant(tenant, startSeq)
+  applied = startSeq
+
+  const applyCommits = Effect.gen(function* () {
+    const events = yield* Queue.takeBetween(commits, 1, MAX_EVENTS_PER_BATCH)
+    const byTenant = new Map<string, Set<EntityId>>()
+    let maxSeq = 0
+    for (const event of events) {
+      let ids = byTenant.get(event.tenant)
+      if (ids === undefined) {
+        ids = new Set()
+        byTenant.set(event.tenant, ids)
+      }
+      for (const id of event.ids) ids.add(id)
+      if (event.seq > maxSeq) maxSeq = event.seq
+    }
+    yield* lock.withPermits(1)(
+      Effect.gen(function* () {
+        const slice = new Slice(config.sliceMs)
+        for (const [tenant, idSet] of byTenant) {
+          const index = tenantIndex(tenant)
+          const ids = [...idSet]
+          for (let i = 0; i < ids.length; i += GET_MANY_BATCH) {
+            const batch = ids.slice(i, i + GET_MANY_BATCH)
+            // Re-read the merged rows: whatever order the writes arrived in,
+            // the index mirrors what storage answers now.
+            const entities = yield* storage.getMany(tenant as TenantId, tenant as TenantId, batch).pipe(
+              Effect.tapError((e) =>
+                Effect.logWarning("index could not read committed rows; retrying").pipe(
+                  Effect.annotateLogs({ tenant, error: String(e) }),
+                ),
+              ),
+              Effect.retry(readRetry),
+            )
+            yield* applyRows(
+              index,
+              batch.map((id, j) => ({ id, entity: entities[j] })),
+              slice,
+            )
+          }
+          yield* updateGauge(index)
+        }
+        yield* setApplied(maxSeq)
+      }),
+    )
+  }).pipe(Effect.withSpan("UnifiedIndex.applyCommits"))
+
+  const resync = (tenant: string) =>
+    lock
+      .withPermits(1)(
+        Effect.gen(function* () {
+          const index = tenantIndex(tenant)
+          yield* applyStream(index, 0, true)
+          yield* Metric_.increment(Metrics.rebuilds)
+        }),
+      )
+      .pipe(
+        Effect.retry(readRetry),
+        Effect.withSpan("UnifiedIndex.resync", { attributes: { tenant } }),
+      )
+
+  const snapshotTenant = (index: TenantIndex) =>
+    lock.withPermits(1)(
+      Effect.gen(function* () {
+        // Mutations only happen under this lock, so `changed` is stable here.
+        const v = versions.get(index.tenant) ?? { changed: 1, snapshotted: 0 }
+        if (v.changed === v.snapshotted) return
+        const started = performance.now()
+        yield* Snapshot.write(config.dataDir, index, applied, config.sliceMs)
+        versions.set(index.tenant, { changed: v.changed, snapshotted: v.changed })
+        yield* Metric_.update(Metrics.snapshotSeconds, (performance.now() - started) / 1000)
+      }).pipe(
+        Effect.catchAll((e) =>
+          Effect.logWarning("index snapshot failed").pipe(Effect.annotateLogs({ tenant: index.tenant, reason: e.reason })),
+        ),
+        Effect.withSpan("UnifiedIndex.snapshotTenant", { attributes: { tenant: index.tenant } }),
+      ),
+    )
+
+  const snapshotAll: Effect.Effect<void> = Effect.suspend(() =>
+    Effect.forEach([...tenants.values()], snapshotTenant, { discard: true }),
+  )
+
+  yield* applyCommits.pipe(Effect.forever, Effect.forkScoped)
+  yield* Queue.take(tableChanges).pipe(
+    Effect.flatMap(({ tenants: changed }) => Effect.forEach(changed, resync, { discard: true })),
+    Effect.forever,
+    Effect.forkScoped,
+  )
+  if (config.snapshotIntervalMs > 0) {
+    yield* snapshotAll.pipe(
+      Effect.delay(config.snapshotIntervalMs),
+      Effect.forever,
+      Effect.forkScoped,
+    )
+  }
+  if (config.snapshotOnClose) yield* Effect.addFinalizer(() => snapshotAll)
+
+  const index: UnifiedIndexShape = {
+    ensureDimension: (tenant, dimension, field) =>
+      Effect.suspend(() => {
+        const idx = tenantIndex(tenant)
+        return idx.fixDimension(dimension)
+          ? Effect.void
+          : Effect.fail(new DimensionMismatch({ field, expected: idx.dimension!, actual: dimension }))
+      }),
+    dimension: (tenant) => Effect.sync(() => tenants.get(tenant)?.dimension ?? config.tenantDimensions[tenant]),
+    appliedSeq: Effect.sync(() => applied),
+    awaitSeq: (seq) =>
+      Effect.suspend(() => {
+        if (seq <= applied) return Effect.void
+        return Effect.flatMap(Deferred.make<void>(), (deferred) => {
+          const waiter = { seq, deferred }
+          waiters.push(waiter)
+          return Deferred.await(deferred).pipe(
+            Effect.onInterrupt(() =>
+              Effect.sync(() => {
+                waiters = waiters.filter((w) => w !== waiter)
+              }),
+            ),
+          )
+        })
+      }),
+    stats: Effect.sync(() =>
+      [...tenants.values()].map((t) => ({
+        tenant: t.tenant as TenantId,
+        dimension: t.dimension,
+        metric: t.metric,
+        vectors: t.liveVectors,
+        entities: t.attrs.size,
+        edges: t.edges,
+        capacity: t.capacity,
+      })),
+    ),
+    snapshot: snapshotAll.pipe(Effect.withSpan("UnifiedIndex.snapshot")),
+  }
+  return { index, tenants: { get: (tenant) => tenants.get(tenant), config } }
+})
+
+/** Provides UnifiedIndex and the Tenants view the QueryExecutor reads. */
+export const layer: Layer.Layer<
+  UnifiedIndex | Tenants,
+  StorageEngine.ReadError,
+  StorageEngine.StorageEngine | IndexConfig.IndexConfig
+> = Layer.scopedContext(
+  Effect.map(make, ({ index, tenants }) => Context.make(UnifiedIndex, index).pipe(Context.add(Tenants, tenants))),
+)

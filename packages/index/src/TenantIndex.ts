@@ -1,0 +1,323 @@
+/**
+ * The in-memory index of one tenant: an hnswlib HierarchicalNSW over the
+ * vectors, the label ↔ id maps, a float32 mirror of the vectors (exact scans,
+ * unchanged-vector detection, snapshots), per-entity attributes for filtering
+ * and scoring, posting sets for filter selectivity, and the graph adjacency.
+ *
+ * Labels are ours: a deleted entity's label is marked deleted in hnswlib and
+ * kept on a free list; the next new vector takes it and `addPoint` on that
+ * label replaces the slot in place (hnswlib unmarks it and rewires it). That
+ * reuses slots like `replaceDeleted` does, but keeps labels dense so every
+ * per-label array stays compact and which slot is reused stays deterministic.
+ *
+ * Everything here is synchronous and single-threaded; the service decides
+ * when it runs (time slices) and under which lock.
+ */
+import type { Entity, Metadata } from "@allidb/core"
+import hnswlib from "hnswlib-node"
+import type * as Filter from "./Filter.js"
+import { postingKeys } from "./Filter.js"
+import { Adjacency } from "./Graph.js"
+import type { Metric } from "./UnifiedIndex.js"
+
+export interface Attributes {
+  readonly type: string | undefined
+  readonly metadata: Metadata | undefined
+  readonly importance: number | undefined
+  readonly updatedAt: number | undefined
+  /** HNSW label, or -1 when the entity has no (indexable) vector. */
+  readonly label: number
+}
+
+export interface HnswParams {
+  readonly m: number
+  readonly efConstruction: number
+  readonly randomSeed: number
+  readonly initialCapacity: number
+  readonly growthFactor: number
+}
+
+/** What applying one row did to the vector index. */
+export type ApplyOutcome = "inserted" | "unchanged" | "removed" | "skipped" | "none"
+
+export interface Hit {
+  readonly id: string
+  readonly distance: number
+}
+
+export class TenantIndex {
+  hnsw: hnswlib.HierarchicalNSW | undefined = undefined
+  capacity = 0
+  nextLabel = 0
+  labelToId: Array<string | undefined> = []
+  freeLabels: Array<number> = []
+  /** Raw vectors by label (float32, as hnswlib stores them before normalising). */
+  vectors: Float32Array = new Float32Array(0)
+  norms: Float32Array = new Float32Array(0)
+  readonly attrs = new Map<string, Attributes>()
+  readonly graph = new Adjacency()
+  readonly postings = new Map<string, Set<number>>()
+  liveVectors = 0
+
+  constructor(
+    readonly tenant: string,
+    readonly metric: Metric,
+    readonly params: HnswParams,
+    public dimension: number | undefined,
+  ) {}
+
+  /** Fixes the dimension if unset; true when `dimension` is (now) the tenant's. */
+  fixDimension(dimension: number): boolean {
+    if (this.dimension === undefined) this.dimension = dimension
+    return this.dimension === dimension
+  }
+
+  get edges(): number {
+    return this.graph.edges
+  }
+
+  exists = (id: string): boolean => this.attrs.has(id)
+
+  /** Applies the merged row as storage holds it now (`undefined` = deleted). */
+  applyRow(id: string, entity: Entity | undefined): ApplyOutcome {
+    const old = this.attrs.get(id)
+    if (old !== undefined) this.unpost(old)
+    if (entity === undefined) {
+      if (old === undefined) return "none"
+      if (old.label >= 0) this.releaseLabel(old.label)
+      this.attrs.delete(id)
+      this.graph.setOutEdges(id, [])
+      return old.label >= 0 ? "removed" : "none"
+    }
+    let label = old?.label ?? -1
+    let outcome: ApplyOutcome = "none"
+    const vector = entity.vector
+    if (vector !== undefined && vector.length > 0) {
+      this.fixDimension(vector.length)
+      if (vector.length !== this.dimension) {
+        // Storage holds a vector the tenant cannot index (ensureDimension is the
+        // gate on the write path; this only happens with replicated/imported data).
+        if (label >= 0) this.releaseLabel(label)
+        label = -1
+        outcome = "skipped"
+      } else if (label >= 0 && this.sameVector(label, vector)) {
+        outcome = "unchanged"
+      } else {
+        if (label < 0) label = this.allocateLabel()
+        this.insertVector(label, id, vector)
+        outcome = "inserted"
+      }
+    } else if (label >= 0) {
+      this.releaseLabel(label)
+      label = -1
+      outcome = "removed"
+    }
+    const attrs: Attributes = {
+      type: entity.type,
+      metadata: entity.metadata,
+      importance: entity.importance,
+      updatedAt: entity.updatedAt,
+      label,
+    }
+    this.attrs.set(id, attrs)
+    this.post(attrs)
+    this.graph.setOutEdges(
+      id,
+      (entity.edges ?? []).map((e) => ({ to: e.to, relation: e.relation, weight: e.weight })),
+    )
+    return outcome
+  }
+
+  private post(attrs: Attributes): void {
+    if (attrs.label < 0) return
+    for (const key of postingKeys(attrs)) {
+      let set = this.postings.get(key)
+      if (set === undefined) {
+        set = new Set()
+        this.postings.set(key, set)
+      }
+      set.add(attrs.label)
+    }
+  }
+
+  private unpost(attrs: Attributes): void {
+    if (attrs.label < 0) return
+    for (const key of postingKeys(attrs)) {
+      const set = this.postings.get(key)
+      if (set !== undefined) {
+        set.delete(attrs.label)
+        if (set.size === 0) this.postings.delete(key)
+      }
+    }
+  }
+
+  /** Rebuilds the posting sets from the attributes (after a snapshot load). */
+  rebuildPostings(): void {
+    this.postings.clear()
+    for (const attrs of this.attrs.values()) this.post(attrs)
+  }
+
+  private sameVector(label: number, vector: ReadonlyArray<number>): boolean {
+    const d = this.dimension!
+    const base = label * d
+    for (let i = 0; i < d; i++) if (this.vectors[base + i] !== Math.fround(vector[i]!)) return false
+    return true
+  }
+
+  private ensureHnsw(): hnswlib.HierarchicalNSW {
+    if (this.hnsw !== undefined) return this.hnsw
+    const d = this.dimension!
+    const hnsw = new hnswlib.HierarchicalNSW(this.metric, d)
+    const capacity = Math.max(1, this.params.initialCapacity)
+    hnsw.initIndex(capacity, this.params.m, this.params.efConstruction, this.params.randomSeed, false)
+    this.hnsw = hnsw
+    this.capacity = capacity
+    this.vectors = new Float32Array(capacity * d)
+    this.norms = new Float32Array(capacity)
+    return hnsw
+  }
+
+  private allocateLabel(): number {
+    const free = this.freeLabels.pop()
+    if (free !== undefined) return free
+    const hnsw = this.ensureHnsw()
+    const label = this.nextLabel++
+    if (label >= this.capacity) {
+      const grown = Math.max(label + 1, Math.ceil(this.capacity * Math.max(1.1, this.params.growthFactor)))
+      hnsw.resizeIndex(grown)
+      const d = this.dimension!
+      const vectors = new Float32Array(grown * d)
+      vectors.set(this.vectors)
+      const norms = new Float32Array(grown)
+      norms.set(this.norms)
+      this.vectors = vectors
+      this.norms = norms
+      this.capacity = grown
+    }
+    return label
+  }
+
+  private insertVector(label: number, id: string, vector: ReadonlyArray<number>): void {
+    const hnsw = this.ensureHnsw()
+    const wasLive = this.labelToId[label] !== undefined
+    // A free label is still marked deleted in hnswlib: addPoint on it unmarks
+    // the slot and rewires it to the new vector (update in place).
+    hnsw.addPoint(vector as Array<number>, label)
+    const d = this.dimension!
+    const base = label * d
+    let norm = 0
+    for (let i = 0; i < d; i++) {
+      const x = Math.fround(vector[i]!)
+      this.vectors[base + i] = x
+      norm += x * x
+    }
+    this.norms[label] = Math.sqrt(norm)
+    this.labelToId[label] = id
+    if (!wasLive) this.liveVectors++
+  }
+
+  private releaseLabel(label: number): void {
+    this.hnsw!.markDelete(label)
+    this.labelToId[label] = undefined
+    this.freeLabels.push(label)
+    this.liveVectors--
+  }
+
+  /** Approximate k nearest, optionally restricted by a label predicate (hnswlib's filter callback). */
+  searchKnn(query: ReadonlyArray<number>, k: number, ef: number, filter?: (label: number) => boolean): Array<Hit> {
+    const hnsw = this.hnsw
+    if (hnsw === undefined || this.liveVectors === 0 || k <= 0) return []
+    const n = Math.min(k, this.liveVectors, hnsw.getMaxElements())
+    hnsw.setEf(Math.max(ef, n))
+    const { distances, neighbors } =
+      filter === undefined
+        ? hnsw.searchKnn(query as Array<number>, n)
+        : hnsw.searchKnn(query as Array<number>, n, filter)
+    const hits: Array<Hit> = []
+    for (let i = 0; i < neighbors.length; i++) {
+      const id = this.labelToId[neighbors[i]!]
+      if (id !== undefined) hits.push({ id, distance: distances[i]! })
+    }
+    return hits
+  }
+
+  /** hnswlib's distance for this metric, computed from the mirror (cosine: 1 − cos, l2: squared, ip: 1 − dot). */
+  distanceTo(query: ReadonlyArray<number>, queryNorm: number, label: number): number {
+    const d = this.dimension!
+    const base = label * d
+    const v = this.vectors
+    if (this.metric === "l2") {
+      let sum = 0
+      for (let i = 0; i < d; i++) {
+        const diff = query[i]! - v[base + i]!
+        sum += diff * diff
+      }
+      return sum
+    }
+    let dot = 0
+    for (let i = 0; i < d; i++) dot += query[i]! * v[base + i]!
+    if (this.metric === "ip") return 1 - dot
+    const denominator = queryNorm * this.norms[label]!
+    return denominator === 0 ? 1 : 1 - dot / denominator
+  }
+
+  /** Exact k nearest among `labels`. */
+  exactScan(query: ReadonlyArray<number>, labels: ReadonlyArray<number>, k: number): Array<Hit> {
+    if (this.hnsw === undefined) return []
+    let queryNorm = 0
+    for (const x of query) queryNorm += x * x
+    queryNorm = Math.sqrt(queryNorm)
+    const scored: Array<Hit> = []
+    for (const label of labels) {
+      const id = this.labelToId[label]
+      if (id !== undefined) scored.push({ id, distance: this.distanceTo(query, queryNorm, label) })
+    }
+    scored.sort((a, b) => a.distance - b.distance || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
+    return scored.slice(0, k)
+  }
+
+  matchesLabel(filter: Filter.CompiledFilter, label: number): boolean {
+    const id = this.labelToId[label]
+    if (id === undefined) return false
+    const attrs = this.attrs.get(id)
+    return attrs !== undefined && filter.matches(attrs)
+  }
+
+  /**
+   * The labels matching `filter` when there are at most `threshold` of them
+   * (answer those by an exact scan), else undefined (use filtered ANN). Uses
+   * the smallest posting group to bound the work; with ranges only, scans
+   * the labels and gives up as soon as the threshold is passed.
+   */
+  selectiveLabels(filter: Filter.CompiledFilter, threshold: number): Array<number> | undefined {
+    let best: ReadonlyArray<string> | undefined
+    let bestSize = Number.POSITIVE_INFINITY
+    for (const group of filter.postingGroups) {
+      let size = 0
+      for (const key of group) size += this.postings.get(key)?.size ?? 0
+      if (size < bestSize) {
+        best = group
+        bestSize = size
+      }
+    }
+    const matching: Array<number> = []
+    if (best !== undefined) {
+      if (bestSize > threshold) return undefined
+      const seen = new Set<number>()
+      for (const key of best) {
+        for (const label of this.postings.get(key) ?? []) {
+          if (!seen.has(label) && this.matchesLabel(filter, label)) matching.push(label)
+          seen.add(label)
+        }
+      }
+      return matching
+    }
+    for (let label = 0; label < this.nextLabel; label++) {
+      if (this.matchesLabel(filter, label)) {
+        matching.push(label)
+        if (matching.length > threshold) return undefined
+      }
+    }
+    return matching
+  }
+}
