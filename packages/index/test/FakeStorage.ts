@@ -100,7 +100,7 @@ export const make = (state: FakeState = makeState()) =>
       changedSince: (tenant, afterSeq) =>
         Stream.suspend(() => {
           const rows = [...(state.data.get(tenant)?.entries() ?? [])]
-            .filter(([, r]) => r.seq > afterSeq)
+            .filter(([, r]) => afterSeq === 0 || r.seq > afterSeq)
             .sort(([a], [b]) => (a < b ? -1 : 1))
             .map(([id, r]) => ({ id: id as EntityId, seq: r.seq, entity: r.entity }))
           // Several chunks, like a real paged scan.

@@ -6,7 +6,16 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
-import { Entity, type EntityId, type GraphEdge, type Metadata, type TenantId } from "@allidb/core"
+import * as Schema from "effect/Schema"
+import {
+  Entity,
+  type EntityId,
+  type GraphEdge,
+  type Metadata,
+  QueryRequest,
+  type TenantId,
+  TraverseRequest,
+} from "@allidb/core"
 import { StorageEngine } from "@allidb/storage"
 import * as IndexConfig from "../src/IndexConfig.js"
 import * as QueryExecutor from "../src/QueryExecutor.js"
@@ -135,3 +144,10 @@ export const recallAt = (truth: ReadonlyArray<string>, got: ReadonlyArray<string
   for (const t of truth) if (set.has(t)) hit++
   return truth.length === 0 ? 1 : hit / truth.length
 }
+
+/** A QueryRequest from its wire shape (snake_case), decoded so nested defaults apply. */
+export const request = (encoded: Record<string, unknown>): QueryRequest =>
+  Schema.decodeUnknownSync(QueryRequest)(encoded)
+
+export const traverseRequest = (encoded: Record<string, unknown>): TraverseRequest =>
+  Schema.decodeUnknownSync(TraverseRequest)(encoded)

@@ -1,0 +1,108 @@
+import { assert, describe, it } from "@effect/vitest"
+import * as Graph from "../src/Graph.js"
+
+// a -knows(0.9)-> b -knows(0.5)-> c -cites(1)-> d ; a -cites(0.2)-> c ; e -knows(1)-> a
+const build = () => {
+  const g = new Graph.Adjacency()
+  g.setOutEdges("a", [
+    { to: "b", relation: "knows", weight: 0.9 },
+    { to: "c", relation: "cites", weight: 0.2 },
+  ])
+  g.setOutEdges("b", [{ to: "c", relation: "knows", weight: 0.5 }])
+  g.setOutEdges("c", [{ to: "d", relation: "cites", weight: 1 }])
+  g.setOutEdges("e", [{ to: "a", relation: "knows", weight: 1 }])
+  return g
+}
+
+const expand = (g: Graph.Adjacency, origins: Array<string>, options: Partial<Graph.ExpansionOptions> = {}) => {
+  const e = new Graph.Expansion(g, origins, {
+    hops: 1,
+    direction: "out",
+    fanout: 100,
+    hopDecay: 1,
+    prefer: "weight",
+    exists: () => true,
+    ...options,
+  })
+  // A tiny budget exercises resumption.
+  while (!e.run(1)) {
+    /* resume */
+  }
+  return e.result
+}
+
+const weights = (r: ReadonlyMap<string, Graph.Reached>) =>
+  Object.fromEntries([...r.values()].map((x) => [x.id, Math.round(x.weight * 1000) / 1000]))
+
+describe("Graph", () => {
+  it("keeps outgoing and derived incoming edges in step", () => {
+    const g = build()
+    assert.strictEqual(g.edges, 5)
+    assert.deepStrictEqual(
+      g.neighbours("c", "in", undefined).map((n) => [n.id, n.relation]),
+      [
+        ["b", "knows"],
+        ["a", "cites"],
+      ],
+    )
+    g.setOutEdges("a", [{ to: "b", relation: "knows", weight: 0.9 }])
+    assert.strictEqual(g.edges, 4)
+    assert.deepStrictEqual(
+      g.neighbours("c", "in", undefined).map((n) => n.id),
+      ["b"],
+    )
+    g.setOutEdges("b", [])
+    assert.deepStrictEqual(g.neighbours("c", "both", undefined), [{ id: "d", relation: "cites", weight: 1, direction: "out" }])
+  })
+
+  it("follows hops out, in and both ways", () => {
+    const g = build()
+    assert.deepStrictEqual(weights(expand(g, ["a"])), { b: 0.9, c: 0.2 })
+    assert.deepStrictEqual(weights(expand(g, ["a"], { hops: 2 })), { b: 0.9, c: 0.45, d: 0.2 })
+    assert.deepStrictEqual(weights(expand(g, ["a"], { hops: 3 })), { b: 0.9, c: 0.45, d: 0.45 })
+    assert.deepStrictEqual(weights(expand(g, ["a"], { direction: "in" })), { e: 1 })
+    assert.deepStrictEqual(weights(expand(g, ["c"], { direction: "both" })), { a: 0.2, b: 0.5, d: 1 })
+  })
+
+  it("filters relations, applies the hop decay and the fan-out", () => {
+    const g = build()
+    assert.deepStrictEqual(weights(expand(g, ["a"], { hops: 3, relations: ["cites"] })), { c: 0.2, d: 0.2 })
+    assert.deepStrictEqual(weights(expand(g, ["a"], { hops: 2, hopDecay: 0.5 })), { b: 0.45, c: 0.113, d: 0.05 })
+    assert.deepStrictEqual(weights(expand(g, ["a"], { fanout: 1 })), { b: 0.9 }, "strongest neighbour first")
+  })
+
+  it("records the best path and its origin, and never returns an origin", () => {
+    const g = build()
+    const r = expand(g, ["a", "b"], { hops: 2 })
+    assert.isFalse(r.has("a"))
+    assert.isFalse(r.has("b"))
+    const d = r.get("d")!
+    assert.strictEqual(d.origin, "b")
+    assert.strictEqual(d.depth, 2)
+    assert.deepStrictEqual(
+      d.path.map((s) => [s.from, s.to, s.relation, s.direction]),
+      [
+        ["b", "c", "knows", "out"],
+        ["c", "d", "cites", "out"],
+      ],
+    )
+    const viaIn = expand(g, ["d"], { direction: "in", hops: 2 }).get("b")!
+    assert.deepStrictEqual(
+      viaIn.path.map((s) => [s.from, s.to, s.direction]),
+      [
+        ["d", "c", "in"],
+        ["c", "b", "in"],
+      ],
+    )
+  })
+
+  it("prefers the shortest path in depth mode and skips entities that do not exist", () => {
+    const g = build()
+    const r = expand(g, ["a"], { hops: 2, prefer: "depth" })
+    assert.strictEqual(r.get("c")!.depth, 1)
+    assert.closeTo(r.get("c")!.weight, 0.2, 1e-12)
+    const missing = expand(g, ["a"], { hops: 3, exists: (id) => id !== "c" })
+    assert.deepStrictEqual(weights(missing), { b: 0.9 }, "no walking through a missing entity")
+    assert.strictEqual(expand(g, ["zz"], { hops: 2 }).size, 0)
+  })
+})
