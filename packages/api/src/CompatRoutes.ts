@@ -1,0 +1,189 @@
+/**
+ * The AlliDB-compatible REST routes (`POST /entity`, `POST /entities/batch`,
+ * `POST /query`) as one HttpLayerRouter layer the app mounts beside the native
+ * API. Bodies are snake_case and decoded with the Compat schemas; the work is
+ * the same Compat operation gRPC runs. Errors answer `{error, code}` (plus
+ * `field` / `request_id`) with the status from ErrorMapping. `GET /health` is
+ * the app's.
+ */
+import type { Coordinator } from "@allidb/cluster"
+import type { TenantId } from "@allidb/core"
+import { ClientError, DeadlineExceeded, InvalidInput, PayloadTooLarge } from "@allidb/core"
+import * as HttpIncomingMessage from "@effect/platform/HttpIncomingMessage"
+import * as HttpLayerRouter from "@effect/platform/HttpLayerRouter"
+import type * as HttpServerError from "@effect/platform/HttpServerError"
+import type * as HttpServerRequest from "@effect/platform/HttpServerRequest"
+import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
+import * as Cause from "effect/Cause"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import type * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import type * as ParseResult from "effect/ParseResult"
+import * as Random from "effect/Random"
+import * as Schema from "effect/Schema"
+import * as ApiConfig from "./ApiConfig.js"
+import * as Auth from "./Auth.js"
+import * as Compat from "./Compat.js"
+import * as ErrorMapping from "./ErrorMapping.js"
+
+type Services = Coordinator.Coordinator | Auth.Auth | ApiConfig.ApiConfig
+
+const REQUEST_ID_HEADER = "x-request-id"
+const HEX = "0123456789abcdef"
+
+/** The client's `X-Request-Id` when it is sane, else a fresh random one. */
+const requestIdOf = (request: HttpServerRequest.HttpServerRequest): Effect.Effect<string> => {
+  const given = request.headers[REQUEST_ID_HEADER]
+  if (given !== undefined && /^[\w.-]{1,128}$/.test(given)) return Effect.succeed(given)
+  return Effect.map(
+    Effect.all(Array.from({ length: 16 }, () => Random.nextIntBetween(0, 16))),
+    (digits) => digits.map((d) => HEX[d]).join(""),
+  )
+}
+
+/**
+ * Reads the JSON body under the configured size limit. A declared
+ * Content-Length over the limit is refused before reading; a body that turns
+ * out larger is cut off while streaming.
+ */
+const readJson = (
+  request: HttpServerRequest.HttpServerRequest,
+  limitBytes: number,
+): Effect.Effect<unknown, InvalidInput | PayloadTooLarge> =>
+  Effect.gen(function* () {
+    const declared = Number(request.headers["content-length"])
+    if (Number.isFinite(declared) && declared > limitBytes) return yield* new PayloadTooLarge({ limitBytes })
+    const text = yield* HttpIncomingMessage.withMaxBodySize(request.text, Option.some(limitBytes)).pipe(
+      Effect.mapError((error: HttpServerError.RequestError) =>
+        error.cause instanceof Error && error.cause.message === "maxBytes exceeded"
+          ? new PayloadTooLarge({ limitBytes })
+          : new InvalidInput({ field: "body", message: "body: could not be read" }),
+      ),
+    )
+    if (text.trim() === "") return yield* new InvalidInput({ field: "body", message: "body: must be a JSON object" })
+    return yield* Effect.try({
+      try: () => JSON.parse(text) as unknown,
+      catch: () => new InvalidInput({ field: "body", message: "body: malformed JSON" }),
+    })
+  })
+
+const decodeBody = <A, I>(schema: Schema.Schema<A, I>, body: unknown): Effect.Effect<A, InvalidInput> =>
+  Schema.decodeUnknown(schema, { errors: "first" })(body).pipe(
+    Effect.mapError((error: ParseResult.ParseError) => ErrorMapping.fromParseError(error)),
+  )
+
+/**
+ * One compatible route: authenticate, read and decode the body, run under the
+ * request deadline, answer JSON. Typed errors map through the table; defects
+ * are logged and answered 500 with the request id only.
+ */
+const route =
+  <A, I>(
+    name: string,
+    schema: Schema.Schema<A, I>,
+    run: (tenant: TenantId, body: A) => Effect.Effect<unknown, ClientError, Coordinator.Coordinator>,
+  ) =>
+  (request: HttpServerRequest.HttpServerRequest): Effect.Effect<HttpServerResponse.HttpServerResponse, never, Services> =>
+    Effect.gen(function* () {
+      const config = yield* ApiConfig.ApiConfig
+      const auth = yield* Auth.Auth
+      const requestId = yield* requestIdOf(request)
+      const work = Effect.gen(function* () {
+        const tenant = yield* auth.authenticate(
+          request.headers[Auth.API_KEY_HEADER],
+          Option.getOrUndefined(request.remoteAddress),
+        )
+        const body = yield* readJson(request, ApiConfig.maxBodyBytes(config))
+        const decoded = yield* decodeBody(schema, body)
+        return yield* run(tenant, decoded)
+      }).pipe(
+        Effect.timeoutFail({
+          duration: Duration.millis(config.requestTimeoutMs),
+          onTimeout: () => new DeadlineExceeded({ timeoutMs: config.requestTimeoutMs, operation: name }),
+        }),
+      )
+      return yield* work.pipe(
+        Effect.flatMap((answer) => HttpServerResponse.json(answer)),
+        Effect.catchAllCause((cause) => {
+          const failure = Cause.failureOption(cause)
+          if (Option.isSome(failure)) {
+            const error = failure.value
+            return isClientError(error)
+              ? ErrorMapping.toHttpResponse(error, requestId)
+              : answerDefect(cause, requestId, name)
+          }
+          return answerDefect(cause, requestId, name)
+        }),
+        Effect.map(HttpServerResponse.setHeader(REQUEST_ID_HEADER, requestId)),
+      )
+    }).pipe(Effect.withSpan(`compat.${name}`))
+
+const isClientError = Schema.is(ClientError)
+
+const answerDefect = (
+  cause: Cause.Cause<unknown>,
+  requestId: string,
+  name: string,
+): Effect.Effect<HttpServerResponse.HttpServerResponse> =>
+  Effect.logError(`compat ${name} failed`, cause).pipe(
+    Effect.annotateLogs({ request_id: requestId }),
+    Effect.as(HttpServerResponse.unsafeJson(ErrorMapping.defectBody(requestId), { status: 500 })),
+  )
+
+const limitsOf = Effect.map(ApiConfig.ApiConfig, (config): Compat.CompatLimits => ({
+  maxBatch: config.maxBatch,
+  maxK: config.maxK,
+}))
+
+/** REST batch answer: `error_message` only when something failed. */
+const batchAnswer = (result: Compat.BatchPutResult) => ({
+  success: result.success,
+  entity_ids: result.entity_ids,
+  success_count: result.success_count,
+  failure_count: result.failure_count,
+  ...(result.error_message !== "" ? { error_message: result.error_message } : {}),
+})
+
+/**
+ * The routes as one layer. Handlers are closed over the services captured
+ * when the layer is built, so the router itself needs nothing per request.
+ */
+export const layer: Layer.Layer<never, never, HttpLayerRouter.HttpRouter | Services> = HttpLayerRouter.use((router) =>
+  Effect.gen(function* () {
+    const services = yield* Effect.context<Services>()
+    const limits = yield* limitsOf
+    const add = (
+      path: `/${string}`,
+      handler: (request: HttpServerRequest.HttpServerRequest) => Effect.Effect<HttpServerResponse.HttpServerResponse, never, Services>,
+    ) =>
+      router.add("POST", path, (request) => Effect.provide(handler(request), services))
+
+    yield* add(
+      "/entity",
+      route("PutEntity", Compat.PutEntityRequest, (tenant, body) =>
+        Effect.map(Compat.putEntity(tenant, body), (result) => ({ success: true, entity_id: result.entity_id })),
+      ),
+    )
+    yield* add(
+      "/entities/batch",
+      route("BatchPutEntities", Compat.BatchPutEntitiesRequest, (tenant, body) =>
+        Effect.map(Compat.batchPutEntities(tenant, body, limits), batchAnswer),
+      ),
+    )
+    yield* add(
+      "/query",
+      route("Query", Compat.CompatQueryRequest, (tenant, body) =>
+        Effect.map(Compat.query(tenant, body, limits), (answer) => ({
+          results: answer.results.map((r) => ({
+            entity_id: r.entity_id,
+            score: r.score,
+            entity: r.entity === undefined ? null : Compat.entityToJson(r.entity),
+          })),
+          total_results: answer.total_results,
+          trace_id: answer.trace_id,
+        })),
+      ),
+    )
+  }),
+)
