@@ -1,1 +1,8 @@
+export * as AccessLog from "./AccessLog.js"
+export * as Errors from "./Errors.js"
 export * as Logging from "./Logging.js"
+export * as Metrics from "./Metrics.js"
+export * as PrometheusText from "./PrometheusText.js"
+export * as RequestTelemetry from "./RequestTelemetry.js"
+export * as Tls from "./Tls.js"
+export * as Tracing from "./Tracing.js"
