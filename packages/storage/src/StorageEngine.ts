@@ -17,21 +17,37 @@
  * signatures; add to them only.
  */
 import * as Context from "effect/Context"
-import type * as Effect from "effect/Effect"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
+import * as Option from "effect/Option"
+import * as PubSub from "effect/PubSub"
 import type * as Queue from "effect/Queue"
 import type * as Scope from "effect/Scope"
-import type * as Stream from "effect/Stream"
-import type {
+import * as Stream from "effect/Stream"
+import {
   Corruption,
   Entity,
-  EntityId,
-  GraphEdge,
-  Relation,
+  type EntityId,
+  type GraphEdge,
+  Hlc,
+  type Relation,
   StorageFailure,
-  TenantId,
-  TenantViolation,
+  type TenantId,
+  type TenantViolation,
   Unavailable,
 } from "@allidb/core"
+import * as Compactor from "./Compactor.js"
+import * as Disk from "./Disk.js"
+import * as Memtable from "./Memtable.js"
+import * as Metrics from "./Metrics.js"
+import * as Row from "./Row.js"
+import * as RowCodec from "./RowCodec.js"
+import * as SSTableReader from "./SSTableReader.js"
+import * as SSTableStore from "./SSTableStore.js"
+import * as StorageConfig from "./StorageConfig.js"
+import * as TenantGuard from "./TenantGuard.js"
+import * as Wal from "./Wal.js"
 
 export type Mutation =
   | { readonly _tag: "PutEntity"; readonly tenant: TenantId; readonly entity: Entity }
@@ -118,3 +134,511 @@ export interface StorageEngineShape {
 }
 
 export class StorageEngine extends Context.Tag("@allidb/storage/StorageEngine")<StorageEngine, StorageEngineShape>() {}
+
+// ---------------------------------------------------------------------------
+// Implementation
+//
+// Write path: guard → HLC timestamps → rows → one WAL payload → Wal.append
+// (durable, assigns the seq) → memtable → publish in seq order. The steps from
+// the append on are uninterruptible: once a batch is in the log it must reach
+// the memtable, or reads would miss an acknowledged write until a restart.
+//
+// `applied` is the watermark: every seq ≤ applied is in a memtable. A frozen
+// memtable is flushed with flushedSeq = the watermark at its freeze (never its
+// max seq: a later seq may sit in it while an earlier one is not applied yet),
+// so the WAL is only cut below data that is certainly in a table.
+// ---------------------------------------------------------------------------
+
+/** What the engine offers beyond the contract (tests, the bench, the import path). */
+export interface Engine extends StorageEngineShape {
+  /** Freezes the active memtable and flushes every frozen one now. */
+  readonly flush: Effect.Effect<void, StorageFailure | Corruption>
+  /** Publishes to `tableChanges` (import and repair call it after adding tables). */
+  readonly notifyTablesChanged: (tenants: ReadonlyArray<TenantId>) => Effect.Effect<void>
+}
+
+/** Version byte of the engine's WAL payload (FORMAT.md "WAL"). */
+export const WAL_PAYLOAD_VERSION = 1
+
+/** One write's rows as a WAL payload; the seq is not in it (the WAL record tags each payload with it). */
+export const encodeWalPayload = (rows: ReadonlyArray<Row.KeyedRow>): Uint8Array => {
+  const w = new RowCodec.Writer(512)
+  w.u8(WAL_PAYLOAD_VERSION).varint(rows.length)
+  for (const { key, row } of rows) {
+    w.latin1(key)
+    RowCodec.writeRow(w, row)
+  }
+  // A fresh writer per payload, so the view can be handed to the WAL without a copy.
+  return w.view()
+}
+
+/** Decodes a WAL payload; every row gets the payload's seq. Throws RowCodec.DecodeError when malformed. */
+export const decodeWalPayload = (bytes: Uint8Array, seq: number): Array<Row.KeyedRow> => {
+  const r = new RowCodec.Reader(bytes)
+  const version = r.u8()
+  if (version !== WAL_PAYLOAD_VERSION) throw new RowCodec.DecodeError(`unknown WAL payload version ${version}`, 0)
+  const count = r.varint()
+  const rows: Array<Row.KeyedRow> = new Array(count)
+  for (let i = 0; i < count; i++) {
+    const key = r.latin1() as Row.Key
+    const row = RowCodec.readRow(r)
+    rows[i] = { key, row: { deletedAt: row.deletedAt, cells: row.cells, seq } }
+  }
+  if (r.remaining !== 0) throw new RowCodec.DecodeError(`${r.remaining} trailing bytes`, r.pos)
+  return rows
+}
+
+const PAGE_TOKEN_PREFIX = "k"
+
+const encodePageToken = (id: string): string => PAGE_TOKEN_PREFIX + Buffer.from(id, "utf8").toString("base64url")
+
+const decodePageToken = (token: string): string | undefined =>
+  token.startsWith(PAGE_TOKEN_PREFIX) ? Buffer.from(token.slice(1), "base64url").toString("utf8") : undefined
+
+/** The smallest key strictly greater than `key` (keys are binary strings). */
+const keyAfter = (key: Row.Key): Row.Key => `${key}\u0000` as Row.Key
+
+const mutationId = (m: Mutation): EntityId => {
+  switch (m._tag) {
+    case "PutEntity":
+      return m.entity.id
+    case "DeleteEntity":
+      return m.id
+    case "PutEdge":
+    case "DeleteEdge":
+      return m.from
+  }
+}
+
+/** A one-shot wake-up: `notify` is synchronous, `wait` resumes at the next notify (or at once if one is pending). */
+const makeSignal = () => {
+  let pending = false
+  let waiter: (() => void) | undefined
+  return {
+    notify: (): void => {
+      if (waiter !== undefined) {
+        const w = waiter
+        waiter = undefined
+        w()
+      } else pending = true
+    },
+    wait: Effect.async<void>((resume) => {
+      if (pending) {
+        pending = false
+        return resume(Effect.void)
+      }
+      waiter = () => resume(Effect.void)
+    }),
+  }
+}
+
+export const make: Effect.Effect<
+  Engine,
+  StorageFailure | Corruption,
+  | StorageConfig.StorageConfig
+  | Wal.Wal
+  | Memtable.Memtable
+  | SSTableStore.SSTableStore
+  | TenantGuard.TenantGuard
+  | Scope.Scope
+> = Effect.gen(function* () {
+  const config = yield* StorageConfig.StorageConfig
+  const wal = yield* Wal.Wal
+  const memtable = yield* Memtable.Memtable
+  const store = yield* SSTableStore.SSTableStore
+  const guard = yield* TenantGuard.TenantGuard
+  const providedHlc = yield* Effect.serviceOption(Hlc.Hlc)
+  const hlc = Option.isSome(providedHlc) ? providedHlc.value : yield* Hlc.make("allidb-local")
+  const commits = yield* PubSub.unbounded<CommitEvent>()
+  const tableChangeHub = yield* PubSub.unbounded<{ readonly tenants: ReadonlyArray<TenantId> }>()
+
+  // --- reads ---------------------------------------------------------------
+
+  /** The merged row of a key. Memtables are read BEFORE tables: a flush adds its table before releasing its memtable. */
+  const readRow = (key: Row.Key): Effect.Effect<Row.Row | undefined, ReadError> =>
+    Effect.flatMap(memtable.get(key), (mem) =>
+      Effect.map(store.get(key), (table) =>
+        mem === undefined ? table : table === undefined ? mem : Row.merge(mem, table),
+      ),
+    )
+
+  /**
+   * Merged rows with start ≤ key < end, in key order (memtables snapshotted
+   * first, as in readRow); the tables stay readable until the scope closes.
+   */
+  const mergedCursor = (start: Row.Key, end: Row.Key, tableIds?: ReadonlyArray<number>) =>
+    Effect.flatMap(memtable.scan(start, end), (mem) =>
+      Effect.map(store.scan(start, end, tableIds === undefined ? undefined : { tableIds }), (tables) =>
+        SSTableReader.merge<ReadError>([SSTableReader.fromIterable(mem), tables]),
+      ),
+    )
+
+  // --- flushing --------------------------------------------------------------
+
+  interface Frozen {
+    readonly view: Memtable.MemtableView
+    readonly flushedSeq: number
+  }
+  let applied = 0
+  const frozenQueue: Array<Frozen> = [] // oldest first
+  const flushSignal = makeSignal()
+  const flushLock = yield* Effect.makeSemaphore(1)
+  let stalledWaiters: Array<() => void> = []
+
+  const freezeActive = Effect.gen(function* () {
+    const watermark = applied
+    const view = yield* memtable.freezeActive
+    if (view === undefined) return
+    frozenQueue.push({ view, flushedSeq: watermark })
+    flushSignal.notify()
+  })
+
+  const flushOldest = Effect.gen(function* () {
+    const next = frozenQueue[0]
+    if (next === undefined) return
+    const started = yield* Effect.clockWith((c) => c.currentTimeMillis)
+    yield* store.flush(next.view.entries(), next.flushedSeq)
+    yield* memtable.releaseFrozen(next.view.id)
+    frozenQueue.shift()
+    yield* Metric.increment(Metrics.flushes)
+    const ended = yield* Effect.clockWith((c) => c.currentTimeMillis)
+    yield* Metric.update(Metrics.flushSeconds, (ended - started) / 1000)
+    yield* wal.deleteThrough(next.flushedSeq)
+    const waiters = stalledWaiters
+    stalledWaiters = []
+    for (const w of waiters) w()
+  }).pipe(flushLock.withPermits(1))
+
+  const flushAllFrozen = Effect.suspend(function loop(): Effect.Effect<void, StorageFailure | Corruption> {
+    return frozenQueue.length === 0 ? Effect.void : Effect.zipRight(flushOldest, Effect.suspend(loop))
+  })
+
+  // --- recovery --------------------------------------------------------------
+
+  const flushedSeq = yield* store.flushedSeq
+  yield* wal.advanceSeq(flushedSeq)
+  let maxWall = 0
+  for (const table of yield* store.tables) {
+    maxWall = Math.max(maxWall, table.properties.maxTimestamp.wall)
+  }
+  let replayed = 0
+  yield* wal.replay(flushedSeq, (seq, payload) =>
+    Effect.gen(function* () {
+      let rows: Array<Row.KeyedRow>
+      try {
+        rows = decodeWalPayload(payload, seq)
+      } catch (e) {
+        return yield* new Corruption({
+          file: `${config.dataDir}/wal`,
+          offset: 0,
+          message: `WAL entry with seq ${seq} does not decode: ${e instanceof Error ? e.message : String(e)}`,
+        })
+      }
+      for (const { row } of rows) {
+        const range = Row.timestampRange(row)
+        if (range !== undefined && range.max.wall > maxWall) maxWall = range.max.wall
+      }
+      yield* memtable.apply(rows)
+      applied = seq
+      replayed++
+      // Keep memory bounded while replaying a long log.
+      if ((yield* memtable.activeBytes) >= config.memtableBytes) {
+        yield* freezeActive
+        yield* flushAllFrozen
+      }
+    }),
+  )
+  // A clock that stepped back across the restart must not stamp new writes
+  // older than what is already stored.
+  yield* hlc.observe({ wall: maxWall, node: 0 })
+  applied = yield* wal.lastSeq
+  if (replayed > 0) yield* Effect.logInfo(`storage: replayed ${replayed} WAL entries after flushed seq ${flushedSeq}`)
+
+  // --- publishing in seq order -----------------------------------------------
+
+  const early = new Map<number, CommitEvent>()
+  /** Marks a commit applied; publishes every commit now contiguous with the watermark. */
+  const markApplied = (event: CommitEvent): void => {
+    if (event.seq !== applied + 1) {
+      early.set(event.seq, event)
+      return
+    }
+    applied = event.seq
+    commits.unsafeOffer(event)
+    for (let e = early.get(applied + 1); e !== undefined; e = early.get(applied + 1)) {
+      early.delete(e.seq)
+      applied = e.seq
+      commits.unsafeOffer(e)
+    }
+  }
+
+  // --- background flusher ------------------------------------------------------
+
+  const flusher = Effect.forever(
+    Effect.zipRight(
+      flushSignal.wait,
+      flushAllFrozen.pipe(
+        Effect.catchAll((error) =>
+          Effect.zipRight(
+            Effect.logError(`storage: flush failed, retrying in 1 s: ${error.message}`),
+            Effect.zipRight(
+              Effect.sleep("1 second"),
+              Effect.sync(() => flushSignal.notify()),
+            ),
+          ),
+        ),
+      ),
+    ),
+  )
+  yield* Effect.forkScoped(flusher)
+
+  // --- writes ------------------------------------------------------------------
+
+  let closing = false
+  let inflight = 0
+  let drained: (() => void) | undefined
+
+  const stall = Effect.gen(function* () {
+    yield* Metric.increment(Metrics.writeStalls)
+    yield* Effect.logWarning(
+      `storage: write stalled: ${frozenQueue.length} frozen memtables wait for flush (max ${config.maxFrozenMemtables})`,
+    )
+    while (frozenQueue.length > config.maxFrozenMemtables) {
+      yield* Effect.async<void>((resume) => {
+        stalledWaiters.push(() => resume(Effect.void))
+      })
+    }
+  })
+
+  /** createdAt of the stored entity, kept by a PutEntity that does not give one. */
+  const existingCreatedAt = (key: Row.Key): Effect.Effect<number | undefined, StorageFailure | TenantViolation> =>
+    readRow(key).pipe(
+      Effect.map((row) => {
+        const meta = row?.cells.get(Row.META)?.value
+        return meta?._tag === "Meta" ? meta.createdAt : undefined
+      }),
+      // A damaged table under the row fails the write (the damage itself is
+      // reported by the read path); the write is not applied.
+      Effect.catchTag("Corruption", (e) =>
+        Effect.fail(new StorageFailure({ operation: "write (reading createdAt)", message: e.message })),
+      ),
+    )
+
+  const buildRows = (mutations: ReadonlyArray<Mutation>) =>
+    Effect.gen(function* () {
+      const rows: Array<Row.KeyedRow> = new Array(mutations.length)
+      for (let i = 0; i < mutations.length; i++) {
+        let m = mutations[i]!
+        if (m._tag === "PutEntity" && m.entity.createdAt === undefined) {
+          const createdAt = yield* existingCreatedAt(Row.makeKey(m.tenant, m.entity.id))
+          if (createdAt !== undefined) {
+            m = { ...m, entity: new Entity({ ...m.entity, createdAt }, { disableValidation: true }) }
+          }
+        }
+        // One timestamp per mutation, increasing, so later mutations of one
+        // batch win over earlier ones on the same row (Delete then Put, etc.).
+        rows[i] = Row.fromMutation(m, yield* hlc.now, 0)
+      }
+      return rows
+    })
+
+  const commit = (
+    caller: TenantId,
+    mutations: ReadonlyArray<Mutation>,
+    rows: ReadonlyArray<Row.KeyedRow>,
+    sync: boolean,
+  ): Effect.Effect<{ readonly seq: number }, StorageFailure> =>
+    Effect.uninterruptible(
+      Effect.flatMap(wal.append(encodeWalPayload(rows), sync), (seq) => {
+        const stamped = rows.map(({ key, row }) => ({ key, row: { deletedAt: row.deletedAt, cells: row.cells, seq } }))
+        return Effect.flatMap(memtable.apply(stamped), () => {
+          const ids = mutations.length === 1 ? [mutationId(mutations[0]!)] : [...new Set(mutations.map(mutationId))]
+          markApplied({ seq, tenant: caller, ids })
+          return Effect.flatMap(memtable.activeBytes, (bytes) =>
+            bytes >= config.memtableBytes ? Effect.as(freezeActive, { seq }) : Effect.succeed({ seq }),
+          )
+        })
+      }),
+    )
+
+  const write = (
+    caller: TenantId,
+    mutations: ReadonlyArray<Mutation>,
+    options?: WriteOptions,
+  ): Effect.Effect<{ readonly seq: number }, WriteError> =>
+    Effect.suspend((): Effect.Effect<{ readonly seq: number }, WriteError> => {
+      if (closing) return Effect.fail(new Unavailable({ message: "storage is shutting down" }))
+      for (const m of mutations) {
+        if (m.tenant !== caller) return guard.violation(caller, m.tenant, "write")
+      }
+      if (mutations.length === 0) return Effect.succeed({ seq: applied })
+      inflight++
+      const run = Effect.gen(function* () {
+        if (frozenQueue.length > config.maxFrozenMemtables) yield* stall
+        const rows = yield* buildRows(mutations)
+        return yield* commit(caller, mutations, rows, options?.sync === true)
+      })
+      return Effect.ensuring(
+        run,
+        Effect.sync(() => {
+          inflight--
+          if (inflight === 0 && drained !== undefined) drained()
+        }),
+      )
+    })
+
+  // Closing: refuse new writes, let the in-flight ones finish (the WAL's own
+  // finalizer, which runs after this one, makes the log durable).
+  yield* Effect.addFinalizer(() =>
+    Effect.gen(function* () {
+      closing = true
+      if (inflight > 0) {
+        yield* Effect.async<void>((resume) => {
+          drained = () => resume(Effect.void)
+        }).pipe(Effect.timeout("10 seconds"), Effect.ignore)
+      }
+    }),
+  )
+
+  // --- the contract's reads -----------------------------------------------------
+
+  /** Every row a read returns must be of the caller's tenant; a mismatch here is a bug the guard reports. */
+  const checkKey = (caller: TenantId, key: Row.Key, operation: string) =>
+    key.startsWith(Row.tenantStart(caller)) ? Effect.void : guard.violation(caller, Row.parseKey(key).tenant, operation)
+
+  const get = (caller: TenantId, tenant: TenantId, id: EntityId) =>
+    tenant !== caller
+      ? guard.violation(caller, tenant, "get")
+      : Effect.map(readRow(Row.makeKey(tenant, id)), (row) => (row === undefined ? undefined : Row.toEntity(id, row)))
+
+  const scan = (caller: TenantId, tenant: TenantId, options: ScanOptions) =>
+    Effect.scoped(Effect.gen(function* () {
+      if (tenant !== caller) return yield* guard.violation(caller, tenant, "scan")
+      const limit = Math.max(0, Math.floor(options.limit))
+      let start = options.start === undefined ? Row.tenantStart(tenant) : Row.makeKey(tenant, options.start)
+      if (options.pageToken !== undefined) {
+        const after = decodePageToken(options.pageToken)
+        if (after === undefined) {
+          return yield* new Corruption({ file: "page token", offset: 0, message: "malformed scan page token" })
+        }
+        start = keyAfter(Row.makeKey(tenant, after))
+      }
+      const end = options.end === undefined ? Row.tenantEnd(tenant) : Row.makeKey(tenant, options.end)
+      const entities: Array<Entity> = []
+      if (limit === 0 || start >= end) return { entities }
+      const cursor = yield* mergedCursor(start, end)
+      let lastId: EntityId | undefined
+      while (true) {
+        const next = yield* cursor.next
+        if (next === undefined) return { entities }
+        yield* checkKey(caller, next.key, "scan")
+        const id = Row.parseKey(next.key).id
+        const entity = Row.toEntity(id, next.row)
+        if (entity === undefined) continue
+        if (entities.length === limit) {
+          // A live row beyond the page exists: hand out a token for it.
+          return { entities, nextPageToken: encodePageToken(lastId!) }
+        }
+        entities.push(entity)
+        lastId = id
+      }
+    }))
+
+  const tenants = Effect.gen(function* () {
+    const found = new Set<string>(yield* store.tenants)
+    // Walk the memtables tenant by tenant: one seek per tenant, not one step per row.
+    let from: Row.Key | undefined
+    while (true) {
+      const it = yield* memtable.scan(from, undefined)
+      const first = it.next()
+      if (first.done) break
+      const tenant = Row.parseKey(first.value.key).tenant
+      found.add(tenant)
+      from = Row.tenantEnd(tenant)
+    }
+    return [...found].sort() as Array<TenantId>
+  })
+
+  const changedSince = (tenant: TenantId, afterSeq: number): Stream.Stream<ChangedRow, ReadError> =>
+    Stream.unwrapScoped(
+      Effect.gen(function* () {
+        const start = Row.tenantStart(tenant)
+        const end = Row.tenantEnd(tenant)
+        const tables = (yield* store.tables).filter((t) => t.properties.tenants.includes(tenant))
+        const recent = tables.filter((t) => t.properties.maxSeq > afterSeq)
+        const complete = recent.length === tables.length
+        // Only sources that may hold a change after `afterSeq` are scanned; when
+        // some tables were skipped, a changed row is re-read in full.
+        const cursor = yield* mergedCursor(
+          start,
+          end,
+          complete ? undefined : recent.map((t) => t.id),
+        )
+        const toChanged = (key: Row.Key, row: Row.Row | undefined): ChangedRow => {
+          const id = Row.parseKey(key).id
+          return { id, seq: row?.seq ?? 0, entity: row === undefined ? undefined : Row.toEntity(id, row) }
+        }
+        const changed = SSTableReader.toStream(cursor).pipe(Stream.filter(({ row }) => row.seq > afterSeq))
+        return complete
+          ? Stream.map(changed, ({ key, row }) => toChanged(key, row))
+          : Stream.mapEffect(changed, ({ key, row }) => Effect.map(readRow(key), (full) => toChanged(key, full ?? row)))
+      }),
+    )
+
+  const engine: Engine = {
+    write,
+    get,
+    getMany: (caller, tenant, ids) =>
+      tenant !== caller ? guard.violation(caller, tenant, "getMany") : Effect.forEach(ids, (id) => get(caller, tenant, id)),
+    scan,
+    tenants,
+    changedSince,
+    lastSeq: Effect.sync(() => applied),
+    subscribe: PubSub.subscribe(commits),
+    tableChanges: PubSub.subscribe(tableChangeHub),
+    flush: Effect.zipRight(freezeActive, flushAllFrozen),
+    notifyTablesChanged: (changed) => Effect.asVoid(PubSub.publish(tableChangeHub, { tenants: changed })),
+  }
+  return engine
+})
+
+/** The engine with its extra operations (flush, notifyTablesChanged); the same instance as `StorageEngine`. */
+export class StorageEngineAdmin extends Context.Tag("@allidb/storage/StorageEngineAdmin")<StorageEngineAdmin, Engine>() {}
+
+export const layer: Layer.Layer<
+  StorageEngine | StorageEngineAdmin,
+  StorageFailure | Corruption,
+  | StorageConfig.StorageConfig
+  | Wal.Wal
+  | Memtable.Memtable
+  | SSTableStore.SSTableStore
+  | TenantGuard.TenantGuard
+> = Layer.scopedContext(
+  Effect.map(make, (engine) => Context.add(Context.make(StorageEngine, engine), StorageEngineAdmin, engine)),
+)
+
+/**
+ * The whole engine stack on node:fs (or another Disk): config, Wal, Memtable,
+ * SSTableStore, Compactor, TenantGuard and the engine. The app races its main
+ * with `TenantGuard.fatal`, so the guard is part of the output.
+ */
+export const layerFrom = (
+  config: Partial<StorageConfig.StorageConfigShape> & { readonly dataDir: string },
+  options: { readonly disk?: Layer.Layer<Disk.Disk> } = {},
+): Layer.Layer<
+  | StorageEngine
+  | StorageEngineAdmin
+  | TenantGuard.TenantGuard
+  | SSTableStore.SSTableStore
+  | Compactor.Compactor
+  | Wal.Wal
+  | StorageConfig.StorageConfig,
+  StorageFailure | Corruption
+> => {
+  const base = Layer.merge(options.disk ?? Disk.layerNode, StorageConfig.layer(config))
+  const parts = Layer.mergeAll(Wal.layer, Memtable.layer, SSTableStore.layer, TenantGuard.layer).pipe(
+    Layer.provideMerge(base),
+  )
+  const withCompactor = Compactor.layer.pipe(Layer.provideMerge(parts))
+  return layer.pipe(Layer.provideMerge(withCompactor))
+}
