@@ -48,7 +48,7 @@ const matches = (actual: unknown, expected: unknown, path: string): void => {
   } else if (Array.isArray(expected)) {
     assert.isArray(actual, path)
     assert.strictEqual((actual as Array<unknown>).length, expected.length, `${path}.length`)
-    expected.forEach((e, i) => matches((actual as Array<unknown>)[i], e, `${path}[${i}]`))
+    for (const [i, e] of expected.entries()) matches((actual as Array<unknown>)[i], e, `${path}[${i}]`)
   } else if (typeof expected === "object" && expected !== null) {
     assert.isObject(actual, path)
     const a = actual as Record<string, unknown>
