@@ -1,0 +1,220 @@
+/**
+ * Request limits shared by the HTTP surfaces: request ids, body size (413),
+ * per-key token-bucket rate limit (429 + Retry-After), the per-request
+ * deadline (504, the work interrupted) and the last-resort answer for a
+ * defect (500 with the request id; the cause goes to the log only).
+ *
+ * A client that disconnects interrupts its request: NodeHttpServer
+ * interrupts the request fiber when the response closes unfinished, which
+ * propagates through everything here (the deadline included).
+ */
+import { randomUUID } from "node:crypto"
+import * as HttpIncomingMessage from "@effect/platform/HttpIncomingMessage"
+import * as HttpServerError from "@effect/platform/HttpServerError"
+import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
+import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
+import { DeadlineExceeded, InvalidInput, PayloadTooLarge, RateLimited } from "@allidb/core"
+import * as Cause from "effect/Cause"
+import * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as FiberRef from "effect/FiberRef"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as ApiConfig from "./ApiConfig.js"
+import * as ApiKeys from "./ApiKeys.js"
+import { API_KEY_HEADER } from "./Auth.js"
+import * as ErrorMapping from "./ErrorMapping.js"
+
+export const REQUEST_ID_HEADER = "x-request-id"
+
+/** The id of the request the current fiber serves (set by `httpMiddleware`). */
+export const currentRequestId: FiberRef.FiberRef<string | undefined> = FiberRef.unsafeMake<string | undefined>(
+  undefined,
+)
+
+const REQUEST_ID_PATTERN = /^[A-Za-z0-9._:-]{1,128}$/
+
+/**
+ * The client's X-Request-Id when it is a sane token (echoed so a client can
+ * correlate), otherwise a fresh UUID. Ids must be unique across restarts and
+ * nodes, not reproducible, hence the OS generator rather than seeded Random.
+ */
+export const pickRequestId = (header: string | undefined): string =>
+  header !== undefined && REQUEST_ID_PATTERN.test(header) ? header : randomUUID()
+
+// ---------------------------------------------------------------------------
+// Token bucket (pure) and the per-key rate limiter service
+// ---------------------------------------------------------------------------
+
+export interface Bucket {
+  readonly tokens: number
+  readonly updatedMs: number
+}
+
+export type TakeResult =
+  | { readonly ok: true; readonly bucket: Bucket }
+  | { readonly ok: false; readonly bucket: Bucket; readonly retryAfterSeconds: number }
+
+/** Refills `bucket` at `ratePerSec` up to `burst`, then takes one token if it can. */
+export const takeToken = (bucket: Bucket | undefined, nowMs: number, ratePerSec: number, burst: number): TakeResult => {
+  const previous = bucket ?? { tokens: burst, updatedMs: nowMs }
+  const elapsed = Math.max(0, nowMs - previous.updatedMs) / 1000
+  const tokens = Math.min(burst, previous.tokens + elapsed * ratePerSec)
+  if (tokens >= 1) return { ok: true, bucket: { tokens: tokens - 1, updatedMs: nowMs } }
+  return { ok: false, bucket: { tokens, updatedMs: nowMs }, retryAfterSeconds: (1 - tokens) / ratePerSec }
+}
+
+export interface RateLimiterShape {
+  /** Takes one request's token from `key`'s bucket, or fails with RateLimited. */
+  readonly take: (key: string) => Effect.Effect<void, RateLimited>
+}
+
+export class RateLimiter extends Context.Tag("@allidb/api/Limits/RateLimiter")<RateLimiter, RateLimiterShape>() {}
+
+/** Beyond this many tracked keys, buckets that have refilled completely are dropped. */
+const MAX_TRACKED_KEYS = 100_000
+
+export const makeRateLimiter: Effect.Effect<RateLimiterShape, never, ApiConfig.ApiConfig> = Effect.gen(function* () {
+  const config = yield* ApiConfig.ApiConfig
+  const rate = config.rateLimitPerSec
+  if (rate <= 0) return { take: () => Effect.void }
+  const burst = ApiConfig.effectiveBurst(config)
+  const buckets = new Map<string, Bucket>()
+  const evictFull = (nowMs: number) => {
+    for (const [key, bucket] of buckets) {
+      if (bucket.tokens + ((nowMs - bucket.updatedMs) / 1000) * rate >= burst) buckets.delete(key)
+    }
+  }
+  return {
+    take: (key) =>
+      Effect.flatMap(Clock.currentTimeMillis, (nowMs) => {
+        const result = takeToken(buckets.get(key), nowMs, rate, burst)
+        buckets.set(key, result.bucket)
+        if (buckets.size > MAX_TRACKED_KEYS) evictFull(nowMs)
+        return result.ok ? Effect.void : Effect.fail(new RateLimited({ retryAfterSeconds: result.retryAfterSeconds }))
+      }),
+  }
+})
+
+export const layerRateLimiter: Layer.Layer<RateLimiter, never, ApiConfig.ApiConfig> = Layer.effect(
+  RateLimiter,
+  makeRateLimiter,
+)
+
+/**
+ * The bucket a request draws from: its API key (by hash, so keys are not
+ * kept in clear) or, without a key, its peer address.
+ */
+export const rateLimitKey = (apiKey: string | undefined, remoteAddress: string | undefined): string =>
+  apiKey !== undefined && apiKey !== "" ? ApiKeys.hashKey(apiKey) : `peer:${remoteAddress ?? "unknown"}`
+
+// ---------------------------------------------------------------------------
+// The HTTP middleware
+// ---------------------------------------------------------------------------
+
+export interface HttpLimitsOptions {
+  /** Apply the per-request deadline (off for /rpc, whose calls carry their own). */
+  readonly deadline: boolean
+  /** Apply the per-key rate limit here (off for /rpc, whose middleware answers a typed error). */
+  readonly rateLimit: boolean
+}
+
+const isBodyTooLarge = (error: HttpServerError.RequestError): boolean =>
+  error.cause instanceof Error && error.cause.message.includes("maxBytes exceeded")
+
+/** A body read that failed (too large, or not the JSON it claims to be) as a client error. */
+export const bodyReadError = (error: HttpServerError.RequestError, limitBytes: number): PayloadTooLarge | InvalidInput =>
+  isBodyTooLarge(error)
+    ? new PayloadTooLarge({ limitBytes })
+    : new InvalidInput({ field: "body", message: "body: is not valid JSON" })
+
+const findRequestError = (cause: Cause.Cause<unknown>): HttpServerError.RequestError | undefined => {
+  for (const defect of Cause.defects(cause)) {
+    if (HttpServerError.isServerError(defect) && defect._tag === "RequestError") return defect
+  }
+  for (const failure of Cause.failures(cause)) {
+    if (HttpServerError.isServerError(failure) && failure._tag === "RequestError") return failure
+  }
+  return undefined
+}
+
+/**
+ * Wraps an HTTP app with the limits above. Needs ApiConfig and RateLimiter
+ * when built; the returned middleware can wrap any route (the compatible
+ * REST routes use it too).
+ */
+export type LimitsMiddleware = <E, R>(
+  app: Effect.Effect<HttpServerResponse.HttpServerResponse, E, R>,
+) => Effect.Effect<HttpServerResponse.HttpServerResponse, E, R | HttpServerRequest.HttpServerRequest>
+
+export const makeHttpMiddleware = (
+  options: HttpLimitsOptions,
+): Effect.Effect<LimitsMiddleware, never, ApiConfig.ApiConfig | RateLimiter> =>
+  Effect.gen(function* () {
+    const config = yield* ApiConfig.ApiConfig
+    const limiter = yield* RateLimiter
+    const maxBytes = ApiConfig.maxBodyBytes(config)
+    const timeout = Duration.millis(config.requestTimeoutMs)
+
+    return <E, R>(app: Effect.Effect<HttpServerResponse.HttpServerResponse, E, R>) =>
+      Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
+        const requestId = pickRequestId(request.headers[REQUEST_ID_HEADER])
+        return serve(app, request, requestId).pipe(
+          Effect.locally(currentRequestId, requestId),
+          Effect.annotateLogs("request_id", requestId),
+        )
+      })
+
+    function serve<E, R>(
+      app: Effect.Effect<HttpServerResponse.HttpServerResponse, E, R>,
+      request: HttpServerRequest.HttpServerRequest,
+      requestId: string,
+    ) {
+      return Effect.gen(function* () {
+        const tag = (response: HttpServerResponse.HttpServerResponse) =>
+          HttpServerResponse.setHeader(response, REQUEST_ID_HEADER, requestId)
+        const refuse = (error: Parameters<typeof ErrorMapping.toHttpResponse>[0]) =>
+          Effect.map(ErrorMapping.toHttpResponse(error, requestId), tag)
+
+        const declared = request.headers["content-length"]
+        if (declared !== undefined && Number(declared) > maxBytes) {
+          return yield* refuse(new PayloadTooLarge({ limitBytes: maxBytes }))
+        }
+        if (options.rateLimit) {
+          const key = rateLimitKey(request.headers[API_KEY_HEADER], Option.getOrUndefined(request.remoteAddress))
+          const limited = yield* Effect.either(limiter.take(key))
+          if (limited._tag === "Left") return yield* refuse(limited.left)
+        }
+
+        const guarded = app.pipe(
+          HttpIncomingMessage.withMaxBodySize(Option.some(maxBytes)),
+          Effect.map(Option.some),
+        )
+        const timed: typeof guarded = options.deadline
+          ? Effect.timeoutTo(guarded, { duration: timeout, onSuccess: (r) => r, onTimeout: () => Option.none() })
+          : guarded
+        const answer = yield* timed.pipe(
+          Effect.catchAllCause((cause) => {
+            // A client that went away: nothing to answer, keep the interruption.
+            if (Cause.isInterruptedOnly(cause)) return Effect.failCause(cause)
+            const readError = findRequestError(cause)
+            if (readError !== undefined && readError.reason === "Decode") {
+              return Effect.map(refuse(bodyReadError(readError, maxBytes)), Option.some)
+            }
+            return Effect.logError("request failed with a defect").pipe(
+              Effect.annotateLogs({ request_id: requestId, cause: Cause.pretty(cause) }),
+              Effect.as(
+                Option.some(
+                  tag(HttpServerResponse.unsafeJson(ErrorMapping.defectBody(requestId), { status: 500 })),
+                ),
+              ),
+            )
+          }),
+        )
+        if (Option.isSome(answer)) return tag(answer.value)
+        return yield* refuse(new DeadlineExceeded({ timeoutMs: config.requestTimeoutMs, operation: "request" }))
+      })
+    }
+  })

@@ -1,0 +1,78 @@
+/**
+ * What the server mounts on its HttpLayerRouter: the native /v1 API, its
+ * OpenAPI document (/openapi.json) and docs page (/docs), all derived from
+ * the same HttpApi definitions, and the RPC endpoint (/rpc, msgpack over
+ * HTTP). Health, readiness, metrics and the compatible REST routes are
+ * separate layers the app merges beside this one.
+ *
+ * Needs: HttpLayerRouter.HttpRouter (and the platform services the
+ * NodeHttpServer layer provides), Coordinator, Auth, ApiConfig and
+ * Limits.RateLimiter — `layerServices` builds the last two from ApiConfig,
+ * so the gRPC surface can share them.
+ */
+import * as Headers from "@effect/platform/Headers"
+import * as HttpApiScalar from "@effect/platform/HttpApiScalar"
+import * as HttpLayerRouter from "@effect/platform/HttpLayerRouter"
+import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
+import * as RpcSerialization from "@effect/rpc/RpcSerialization"
+import * as RpcServer from "@effect/rpc/RpcServer"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Auth from "./Auth.js"
+import { Api } from "./HttpApi.js"
+import * as HttpHandlers from "./HttpHandlers.js"
+import * as Limits from "./Limits.js"
+import { Rpcs } from "./Rpc.js"
+import * as RpcHandlers from "./RpcHandlers.js"
+
+export const OPENAPI_PATH = "/openapi.json"
+export const DOCS_PATH = "/docs"
+export const RPC_PATH = "/rpc"
+
+/** Request id, body limit, rate limit, deadline and the defect net for the /v1 routes. */
+const v1Limits = HttpLayerRouter.middleware(
+  Effect.map(Limits.makeHttpMiddleware({ deadline: true, rateLimit: true }), (limits) => (app) => limits(app)),
+).layer
+
+/**
+ * For /rpc: request id, body limit and the defect net at the HTTP level;
+ * authentication, rate limit and deadline are per call (typed errors) in
+ * the RPC middleware, which learns the peer address from this header.
+ */
+const rpcLimits = HttpLayerRouter.middleware(
+  Effect.map(Limits.makeHttpMiddleware({ deadline: false, rateLimit: false }), (limits) => (app) =>
+    limits(
+      Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
+        const headers = Headers.remove(request.headers, RpcHandlers.PEER_ADDRESS_HEADER)
+        const peer = Option.getOrUndefined(request.remoteAddress)
+        return Effect.provideService(
+          app,
+          HttpServerRequest.HttpServerRequest,
+          request.modify({
+            headers: peer === undefined ? headers : Headers.set(headers, RpcHandlers.PEER_ADDRESS_HEADER, peer),
+          }),
+        )
+      }),
+    ),
+  ),
+).layer
+
+export const layerV1 = HttpLayerRouter.addHttpApi(Api, { openapiPath: OPENAPI_PATH }).pipe(
+  Layer.provide(HttpHandlers.layer),
+  Layer.provide(v1Limits),
+)
+
+export const layerDocs = HttpApiScalar.layerHttpLayerRouter({ api: Api, path: DOCS_PATH })
+
+export const layerRpc = RpcServer.layerHttpRouter({ group: Rpcs, path: RPC_PATH, protocol: "http" }).pipe(
+  Layer.provide(RpcHandlers.layer),
+  Layer.provide(RpcSerialization.layerMsgPack),
+  Layer.provide(rpcLimits),
+)
+
+/** Everything this package serves on the HTTP port. */
+export const layer = Layer.mergeAll(layerV1, layerDocs, layerRpc)
+
+/** Auth and the rate limiter, shared by every surface (HTTP, RPC, gRPC). */
+export const layerServices = Layer.mergeAll(Auth.layer, Limits.layerRateLimiter)
