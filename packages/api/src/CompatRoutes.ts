@@ -8,39 +8,26 @@
  */
 import type { Coordinator } from "@allidb/cluster"
 import type { TenantId } from "@allidb/core"
-import { ClientError, DeadlineExceeded, InvalidInput, PayloadTooLarge } from "@allidb/core"
+import { ClientError, InvalidInput, PayloadTooLarge } from "@allidb/core"
 import * as HttpIncomingMessage from "@effect/platform/HttpIncomingMessage"
 import * as HttpLayerRouter from "@effect/platform/HttpLayerRouter"
 import type * as HttpServerError from "@effect/platform/HttpServerError"
-import type * as HttpServerRequest from "@effect/platform/HttpServerRequest"
+import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import * as Cause from "effect/Cause"
-import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as FiberRef from "effect/FiberRef"
 import type * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import type * as ParseResult from "effect/ParseResult"
-import * as Random from "effect/Random"
 import * as Schema from "effect/Schema"
 import * as ApiConfig from "./ApiConfig.js"
 import * as Auth from "./Auth.js"
 import * as Compat from "./Compat.js"
 import * as ErrorMapping from "./ErrorMapping.js"
+import * as Limits from "./Limits.js"
 
-type Services = Coordinator.Coordinator | Auth.Auth | ApiConfig.ApiConfig
-
-const REQUEST_ID_HEADER = "x-request-id"
-const HEX = "0123456789abcdef"
-
-/** The client's `X-Request-Id` when it is sane, else a fresh random one. */
-const requestIdOf = (request: HttpServerRequest.HttpServerRequest): Effect.Effect<string> => {
-  const given = request.headers[REQUEST_ID_HEADER]
-  if (given !== undefined && /^[\w.-]{1,128}$/.test(given)) return Effect.succeed(given)
-  return Effect.map(
-    Effect.all(Array.from({ length: 16 }, () => Random.nextIntBetween(0, 16))),
-    (digits) => digits.map((d) => HEX[d]).join(""),
-  )
-}
+type Services = Coordinator.Coordinator | Auth.Auth | ApiConfig.ApiConfig | Limits.RateLimiter
 
 /**
  * Reads the JSON body under the configured size limit. A declared
@@ -74,9 +61,10 @@ const decodeBody = <A, I>(schema: Schema.Schema<A, I>, body: unknown): Effect.Ef
   )
 
 /**
- * One compatible route: authenticate, read and decode the body, run under the
- * request deadline, answer JSON. Typed errors map through the table; defects
- * are logged and answered 500 with the request id only.
+ * One compatible route: authenticate, read and decode the body, answer JSON;
+ * typed errors map through the table. The shared HTTP limits middleware
+ * (Limits) wraps it: request id, per-key rate limit, body size, deadline and
+ * the answer for defects are the same as on the native API.
  */
 const route =
   <A, I>(
@@ -88,8 +76,8 @@ const route =
     Effect.gen(function* () {
       const config = yield* ApiConfig.ApiConfig
       const auth = yield* Auth.Auth
-      const requestId = yield* requestIdOf(request)
-      const work = Effect.gen(function* () {
+      const requestId = yield* FiberRef.get(Limits.currentRequestId)
+      return yield* Effect.gen(function* () {
         const tenant = yield* auth.authenticate(
           request.headers[Auth.API_KEY_HEADER],
           Option.getOrUndefined(request.remoteAddress),
@@ -98,38 +86,19 @@ const route =
         const decoded = yield* decodeBody(schema, body)
         return yield* run(tenant, decoded)
       }).pipe(
-        Effect.timeoutFail({
-          duration: Duration.millis(config.requestTimeoutMs),
-          onTimeout: () => new DeadlineExceeded({ timeoutMs: config.requestTimeoutMs, operation: name }),
-        }),
-      )
-      return yield* work.pipe(
         Effect.flatMap((answer) => HttpServerResponse.json(answer)),
         Effect.catchAllCause((cause) => {
           const failure = Cause.failureOption(cause)
-          if (Option.isSome(failure)) {
-            const error = failure.value
-            return isClientError(error)
-              ? ErrorMapping.toHttpResponse(error, requestId)
-              : answerDefect(cause, requestId, name)
+          if (Option.isSome(failure) && isClientError(failure.value)) {
+            return ErrorMapping.toHttpResponse(failure.value, requestId)
           }
-          return answerDefect(cause, requestId, name)
+          // Defects and interruptions: the limits middleware answers (500 with the request id) or drops them.
+          return Effect.failCause(cause).pipe(Effect.orDie)
         }),
-        Effect.map(HttpServerResponse.setHeader(REQUEST_ID_HEADER, requestId)),
       )
     }).pipe(Effect.withSpan(`compat.${name}`))
 
 const isClientError = Schema.is(ClientError)
-
-const answerDefect = (
-  cause: Cause.Cause<unknown>,
-  requestId: string,
-  name: string,
-): Effect.Effect<HttpServerResponse.HttpServerResponse> =>
-  Effect.logError(`compat ${name} failed`, cause).pipe(
-    Effect.annotateLogs({ request_id: requestId }),
-    Effect.as(HttpServerResponse.unsafeJson(ErrorMapping.defectBody(requestId), { status: 500 })),
-  )
 
 const limitsOf = Effect.map(ApiConfig.ApiConfig, (config): Compat.CompatLimits => ({
   maxBatch: config.maxBatch,
@@ -153,11 +122,16 @@ export const layer: Layer.Layer<never, never, HttpLayerRouter.HttpRouter | Servi
   Effect.gen(function* () {
     const services = yield* Effect.context<Services>()
     const limits = yield* limitsOf
+    const withLimits = yield* Limits.makeHttpMiddleware({ deadline: true, rateLimit: true })
     const add = (
       path: `/${string}`,
       handler: (request: HttpServerRequest.HttpServerRequest) => Effect.Effect<HttpServerResponse.HttpServerResponse, never, Services>,
     ) =>
-      router.add("POST", path, (request) => Effect.provide(handler(request), services))
+      router.add(
+        "POST",
+        path,
+        withLimits(Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => Effect.provide(handler(request), services))),
+      )
 
     yield* add(
       "/entity",

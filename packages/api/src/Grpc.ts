@@ -36,6 +36,7 @@ import * as ApiConfig from "./ApiConfig.js"
 import * as Auth from "./Auth.js"
 import * as Compat from "./Compat.js"
 import * as ErrorMapping from "./ErrorMapping.js"
+import * as Limits from "./Limits.js"
 
 /** The .proto beside the sources (`src/` and `dist/` are both one level below the package). */
 export const PROTO_PATH = fileURLToPath(new URL("../proto/allidb.proto", import.meta.url))
@@ -97,7 +98,7 @@ export interface Options {
   readonly shutdownTimeoutMs?: number
 }
 
-type Services = Coordinator.Coordinator | Auth.Auth | ApiConfig.ApiConfig
+type Services = Coordinator.Coordinator | Auth.Auth | ApiConfig.ApiConfig | Limits.RateLimiter
 
 /** Splits `call.getPeer()` (`127.0.0.1:5000`, `::1:5000`, `[::1]:5000`) into the IP address. */
 export const peerAddress = (peer: string): string | undefined => {
@@ -174,6 +175,7 @@ export const make = (options: Options): Effect.Effect<GrpcServerShape, GrpcBindE
   Effect.gen(function* () {
     const config = yield* ApiConfig.ApiConfig
     const auth = yield* Auth.Auth
+    const limiter = yield* Limits.RateLimiter
     const runFork = yield* FiberSet.makeRuntime<Services>()
     const service = yield* Effect.try({
       try: loadService,
@@ -187,12 +189,16 @@ export const make = (options: Options): Effect.Effect<GrpcServerShape, GrpcBindE
       <Req, Res>(handled: Handled<Req, Res>) =>
       (call: grpc.ServerUnaryCall<Req, Res>, callback: grpc.sendUnaryData<Res>): void => {
         const program = Effect.gen(function* () {
-          const work = handled.authenticated
-            ? handled.run(
-                call.request,
-                yield* auth.authenticate(metadataValue(call.metadata, Auth.API_KEY_HEADER), peerAddress(call.getPeer())),
-              )
-            : handled.run(call.request)
+          let work: Effect.Effect<Res, ClientError, Services>
+          if (handled.authenticated) {
+            const apiKey = metadataValue(call.metadata, Auth.API_KEY_HEADER)
+            const peer = peerAddress(call.getPeer())
+            // The same per-key bucket as HTTP, taken before auth so unknown keys are limited too.
+            yield* limiter.take(Limits.rateLimitKey(apiKey, peer))
+            work = handled.run(call.request, yield* auth.authenticate(apiKey, peer))
+          } else {
+            work = handled.run(call.request)
+          }
           // The tighter of the server's request timeout and the client's deadline.
           const deadline = Number(call.getDeadline())
           const now = yield* Clock.currentTimeMillis

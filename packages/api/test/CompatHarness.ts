@@ -13,6 +13,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as ApiConfig from "../src/ApiConfig.js"
 import * as Auth from "../src/Auth.js"
+import * as Limits from "../src/Limits.js"
 import * as CompatRoutes from "../src/CompatRoutes.js"
 import { CompatFakeCoordinator, type FakeOptions } from "./CompatFakeCoordinator.js"
 import { defaultKeys } from "./GrpcHarness.js"
@@ -37,7 +38,12 @@ export const startRest = (options: StartOptions = {}) =>
         ? fake.layer
         : Layer.succeed(Coordinator.Coordinator, { ...fake.shape, ...options.override })
     const config = ApiConfig.layer({ apiKeys: defaultKeys, ...options.config })
-    const services = Layer.mergeAll(coordinator, Auth.layer.pipe(Layer.provide(config)), config)
+    const services = Layer.mergeAll(
+      coordinator,
+      Auth.layer.pipe(Layer.provide(config)),
+      Limits.layerRateLimiter.pipe(Layer.provide(config)),
+      config,
+    )
     const context = yield* Layer.build(
       HttpLayerRouter.serve(CompatRoutes.layer, { disableLogger: true, disableListenLog: true }).pipe(
         Layer.provide(services),

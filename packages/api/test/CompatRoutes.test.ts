@@ -273,6 +273,27 @@ describe("AlliDB-compatible REST", () => {
       yield* inFlight.await
     }))
 
+  it.scopedLive("the per-key rate limit answers 429 with Retry-After", () =>
+    Effect.gen(function* () {
+      const { post } = yield* startRest({ config: { rateLimitPerSec: 0.5, rateLimitBurst: 2 } })
+      const statuses: Array<number> = []
+      let retryAfter: string | null = null
+      for (let i = 0; i < 3; i++) {
+        const answer = yield* post("/query", { query_vector: [1, 0] }, { apiKey: KEY_ACME })
+        statuses.push(answer.status)
+        if (answer.status === 429) {
+          retryAfter = answer.headers.get("retry-after")
+          assert.strictEqual(answer.body.code, "RESOURCE_EXHAUSTED")
+        }
+      }
+      assert.deepStrictEqual(statuses, [200, 200, 429])
+      assert.isNotNull(retryAfter)
+      assert.isAtLeast(Number(retryAfter), 1)
+      // Another key has its own bucket.
+      const other = yield* post("/query", { query_vector: [1, 0] }, { apiKey: KEY_OTHER })
+      assert.strictEqual(other.status, 200)
+    }))
+
   it.scopedLive("internal errors answer 500 with a request id and no details", () =>
     Effect.gen(function* () {
       const { post } = yield* startRest({

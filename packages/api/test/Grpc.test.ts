@@ -290,6 +290,20 @@ describe("gRPC allidb.AlliDB", () => {
       yield* eventually(() => fake.state.queryStarted === 1 && fake.state.queryInterrupted === 1)
     }))
 
+  it.scopedLive("the per-key rate limit answers RESOURCE_EXHAUSTED with retry-after", () =>
+    Effect.gen(function* () {
+      const { client } = yield* startGrpc({ config: { rateLimitPerSec: 0.5, rateLimitBurst: 2 } })
+      ok(yield* client.call("RangeScan", {}, { apiKey: KEY_ACME }))
+      ok(yield* client.call("RangeScan", {}, { apiKey: KEY_ACME }))
+      const limited = yield* client.call("RangeScan", {}, { apiKey: KEY_ACME })
+      assert.strictEqual(code(limited), grpc.status.RESOURCE_EXHAUSTED)
+      const retryAfter = Either.isLeft(limited) ? limited.left.metadata.get("retry-after") : []
+      assert.isAtLeast(Number(retryAfter[0]), 1)
+      ok(yield* client.call("RangeScan", {}, { apiKey: KEY_OTHER }))
+      // HealthCheck is not limited.
+      ok(yield* client.call("HealthCheck", {}))
+    }))
+
   it.scopedLive("internal errors answer INTERNAL with a request id and no details", () =>
     Effect.gen(function* () {
       const { client } = yield* startGrpc({

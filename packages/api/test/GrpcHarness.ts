@@ -13,6 +13,7 @@ import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as ApiConfig from "../src/ApiConfig.js"
 import * as Auth from "../src/Auth.js"
+import * as Limits from "../src/Limits.js"
 import * as Grpc from "../src/Grpc.js"
 import { CompatFakeCoordinator, type FakeOptions } from "./CompatFakeCoordinator.js"
 
@@ -76,7 +77,12 @@ export const startGrpc = (options: StartOptions = {}) =>
         ? fake.layer
         : Layer.succeed(Coordinator.Coordinator, { ...fake.shape, ...options.override })
     const config = ApiConfig.layer({ apiKeys: defaultKeys, ...options.config })
-    const services = Layer.mergeAll(coordinator, Auth.layer.pipe(Layer.provide(config)), config)
+    const services = Layer.mergeAll(
+      coordinator,
+      Auth.layer.pipe(Layer.provide(config)),
+      Limits.layerRateLimiter.pipe(Layer.provide(config)),
+      config,
+    )
     const server = yield* Layer.build(
       Grpc.layer({
         address: "127.0.0.1:0",
