@@ -169,9 +169,11 @@ export const withRequestSpan =
   <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> => {
     const parent = resolveParent(info.parent)
     const attributes = requestSpanAttributes(info)
+    // No stack capture: a request span's call site is always this wrapper, and creating an
+    // Error per request is the most expensive part of an unexported span.
     return parent === undefined
-      ? Effect.withSpan(effect, requestSpanName(info), { kind: "server", attributes })
-      : Effect.withSpan(effect, requestSpanName(info), { kind: "server", attributes, parent })
+      ? Effect.withSpan(effect, requestSpanName(info), { kind: "server", attributes, captureStackTrace: false })
+      : Effect.withSpan(effect, requestSpanName(info), { kind: "server", attributes, parent, captureStackTrace: false })
   }
 
 /** Records the response size on the current span. */
