@@ -40,8 +40,15 @@ export const readJson = (
   request: HttpServerRequest.HttpServerRequest,
   limitBytes: number,
 ): Effect.Effect<unknown, PayloadTooLarge | InvalidInput> =>
-  request.json.pipe(
-    Effect.mapError((error: HttpServerError.RequestError) => Limits.bodyReadError(error, limitBytes)),
+  Effect.flatMap(Limits.readBodyText(request, limitBytes), (text) =>
+    Effect.try({
+      try: () => JSON.parse(text) as unknown,
+      catch: () =>
+        new InvalidInput({
+          field: "body",
+          message: text.trim() === "" ? "body: a JSON body is required" : "body: is not valid JSON",
+        }),
+    }),
   )
 
 /** Decodes with `schema`; a failure is InvalidInput naming the field path (under `prefix`). */

@@ -9,6 +9,7 @@
  * propagates through everything here (the deadline included).
  */
 import { randomUUID } from "node:crypto"
+import { IncomingMessage } from "node:http"
 import * as HttpIncomingMessage from "@effect/platform/HttpIncomingMessage"
 import * as HttpServerError from "@effect/platform/HttpServerError"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
@@ -129,6 +130,61 @@ export const bodyReadError = (error: HttpServerError.RequestError, limitBytes: n
   isBodyTooLarge(error)
     ? new PayloadTooLarge({ limitBytes })
     : new InvalidInput({ field: "body", message: "body: is not valid JSON" })
+
+/**
+ * Reads a request body as text, refusing it past `limitBytes`. On Node the
+ * rest of an oversized body is drained (not the socket destroyed, as the
+ * platform's own limit does), so the client still receives its 413.
+ */
+export const readBodyText = (
+  request: HttpServerRequest.HttpServerRequest,
+  limitBytes: number,
+): Effect.Effect<string, PayloadTooLarge | InvalidInput> => {
+  const source = nodeSource(request)
+  if (source === undefined) {
+    return request.text.pipe(
+      HttpIncomingMessage.withMaxBodySize(Option.some(limitBytes)),
+      Effect.mapError((error) => bodyReadError(error, limitBytes)),
+    )
+  }
+  return Effect.async<string, PayloadTooLarge | InvalidInput>((resume) => {
+    const chunks: Array<Buffer> = []
+    let size = 0
+    const cleanup = () => {
+      source.off("data", onData)
+      source.off("end", onEnd)
+      source.off("error", onError)
+    }
+    const onData = (chunk: Buffer) => {
+      size += chunk.length
+      if (size > limitBytes) {
+        cleanup()
+        chunks.length = 0
+        source.resume() // discard the rest so the answer can still be read
+        resume(Effect.fail(new PayloadTooLarge({ limitBytes })))
+        return
+      }
+      chunks.push(chunk)
+    }
+    const onEnd = () => {
+      cleanup()
+      resume(Effect.succeed(Buffer.concat(chunks).toString("utf8")))
+    }
+    const onError = () => {
+      cleanup()
+      resume(Effect.fail(new InvalidInput({ field: "body", message: "body: could not be read" })))
+    }
+    source.on("data", onData)
+    source.on("end", onEnd)
+    source.on("error", onError)
+    return Effect.sync(cleanup)
+  })
+}
+
+const nodeSource = (request: HttpServerRequest.HttpServerRequest): IncomingMessage | undefined => {
+  const source = (request as { readonly source?: unknown }).source
+  return source instanceof IncomingMessage && !source.readableEnded ? source : undefined
+}
 
 const findRequestError = (cause: Cause.Cause<unknown>): HttpServerError.RequestError | undefined => {
   for (const defect of Cause.defects(cause)) {

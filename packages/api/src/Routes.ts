@@ -30,6 +30,14 @@ export const OPENAPI_PATH = "/openapi.json"
 export const DOCS_PATH = "/docs"
 export const RPC_PATH = "/rpc"
 
+/**
+ * Pass as `HttpLayerRouter.serve(…, { routerConfig })`: the router's default
+ * limit on a path parameter (100 characters) would answer 404 for valid ids
+ * (up to 256 UTF-8 bytes, so up to 768 characters percent-encoded) and for
+ * too-long ones, which must be a 400 naming the id.
+ */
+export const routerConfig = { maxParamLength: 2048 } as const
+
 /** Request id, body limit, rate limit, deadline and the defect net for the /v1 routes. */
 const v1Limits = HttpLayerRouter.middleware(
   Effect.map(Limits.makeHttpMiddleware({ deadline: true, rateLimit: true }), (limits) => (app) => limits(app)),

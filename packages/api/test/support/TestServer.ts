@@ -28,7 +28,11 @@ export const serverLayer = (
   coordinator: Layer.Layer<Coordinator.Coordinator>,
   config: Partial<ApiConfig.ApiConfigShape> = {},
 ) =>
-  HttpLayerRouter.serve(Routes.layer, { disableLogger: true, disableListenLog: true }).pipe(
+  HttpLayerRouter.serve(Routes.layer, {
+    disableLogger: true,
+    disableListenLog: true,
+    routerConfig: Routes.routerConfig,
+  }).pipe(
     Layer.provide(Layer.provideMerge(Routes.layerServices, ApiConfig.layer(config))),
     Layer.provide(coordinator),
     Layer.provideMerge(NodeHttpServer.layer(createServer, { port: 0, host: "0.0.0.0" })),
