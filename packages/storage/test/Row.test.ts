@@ -198,7 +198,7 @@ describe("Row mutations and entities", () => {
       Hlc.fromMillis(4000),
       4,
     ).row
-    assert.isUndefined(Row.toEntity(entityId("e1"), Row.merge(merged, delEdge)).edges)
+    assert.isUndefined(Row.toEntity(entityId("e1"), Row.merge(merged, delEdge))?.edges)
 
     const del = Row.fromMutation({ _tag: "DeleteEntity", tenant, id: entityId("e1") }, Hlc.fromMillis(5000), 5).row
     assert.isUndefined(Row.toEntity(entityId("e1"), Row.mergeAll([merged, delEdge, del])))
