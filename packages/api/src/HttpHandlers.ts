@@ -4,7 +4,6 @@
  * body names, then call the Coordinator. No database logic lives here.
  */
 import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
-import type * as HttpServerError from "@effect/platform/HttpServerError"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import { Coordinator } from "@allidb/cluster"
 import {
