@@ -413,5 +413,55 @@ const onSignal = (signal: NodeJS.Signals, action: Effect.Effect<void>): Effect.E
 /** The Tls service, reloading on SIGHUP while the layer is open. */
 export const layer = (settings: Settings): Layer.Layer<Tls, TlsConfigError> => Layer.scoped(Tls, make(settings))
 
+// ---------------------------------------------------------------------------------------------
+// The client side: node-to-node calls and tests.
+
+export interface ClientSettings {
+  /** CA the server's certificate must chain to; Node's default roots when absent. */
+  readonly caFile?: string | undefined
+  /** Certificate and key to present (mTLS); both or neither. */
+  readonly certFile?: string | undefined
+  readonly keyFile?: string | undefined
+}
+
+export interface ClientMaterial {
+  readonly ca: Buffer | undefined
+  readonly cert: Buffer | undefined
+  readonly key: Buffer | undefined
+}
+
+/** Reads client material, checking that a given key matches its certificate and both are valid now. */
+export const loadClient = (settings: ClientSettings): Effect.Effect<ClientMaterial, TlsConfigError> =>
+  Effect.gen(function* () {
+    const ca = settings.caFile === undefined ? undefined : yield* readSetting("caFile", settings.caFile)
+    if ((settings.certFile === undefined) !== (settings.keyFile === undefined)) {
+      return yield* new TlsConfigError({
+        setting: settings.certFile === undefined ? settingNames.certFile : settingNames.keyFile,
+        reason: "a client certificate needs both the certificate and the key",
+      })
+    }
+    if (settings.certFile === undefined || settings.keyFile === undefined) return { ca, cert: undefined, key: undefined }
+    const cert = yield* readSetting("certFile", settings.certFile)
+    const key = yield* readSetting("keyFile", settings.keyFile)
+    const now = new Date(yield* Clock.currentTimeMillis)
+    const checked = validate(
+      { enabled: true, certFile: settings.certFile, keyFile: settings.keyFile, caFile: settings.caFile, clientAuth: "none" },
+      { cert, key, ca },
+      now,
+    )
+    if (Either.isLeft(checked)) return yield* checked.left
+    return { ca, cert, key }
+  })
+
+/** Options for `https.request`, `tls.connect` or an https.Agent. */
+export const clientConnectionOptions = (material: ClientMaterial): NodeTls.ConnectionOptions => ({
+  ...(material.ca === undefined ? {} : { ca: material.ca }),
+  ...(material.cert === undefined || material.key === undefined ? {} : { cert: material.cert, key: material.key }),
+})
+
+/** gRPC channel credentials for the material. */
+export const grpcClientCredentials = (material: ClientMaterial): Grpc.ChannelCredentials =>
+  Grpc.credentials.createSsl(material.ca ?? null, material.key ?? null, material.cert ?? null)
+
 /** True when a TLS socket presented a certificate that chains to the configured CA. */
 export const peerAuthorized = (socket: Net.Socket): boolean => socket instanceof NodeTls.TLSSocket && socket.authorized

@@ -149,6 +149,20 @@ describe("Tls.load", () => {
     }),
   )
 
+  it.live("loadClient checks the client pair", () =>
+    Effect.gen(function* () {
+      const ok = yield* Tls.loadClient({ caFile: pem(a, "ca.pem") })
+      assert.isUndefined(ok.cert)
+      assert.deepStrictEqual(Object.keys(Tls.clientConnectionOptions(ok)), ["ca"])
+      const mismatch = yield* Effect.flip(
+        Tls.loadClient({ certFile: pem(a, "client.pem"), keyFile: pem(a, "other-client-key.pem") }),
+      )
+      assert.match(mismatch.message, /^tls-key \(ALLIDB_TLS_KEY\): .* does not match/)
+      const half = yield* Effect.flip(Tls.loadClient({ certFile: pem(a, "client.pem") }))
+      assert.match(half.message, /needs both/)
+    }),
+  )
+
   it("validate checks validity against the given time", () => {
     const files = { cert: read(a, "server.pem"), key: read(a, "server-key.pem"), ca: undefined }
     const s = settings({ caFile: undefined, clientAuth: "none" })
@@ -334,10 +348,12 @@ describe("Tls over gRPC", () => {
       )
       const { port } = yield* serveGrpc(tls.grpcCredentials)
       const caA = read(a, "ca.pem")
-      assert.strictEqual(
-        yield* echo(port, Grpc.credentials.createSsl(caA, read(a, "client-key.pem"), read(a, "client.pem"))),
-        "ping",
-      )
+      const client = yield* Tls.loadClient({
+        caFile: pem(a, "ca.pem"),
+        certFile: pem(a, "client.pem"),
+        keyFile: pem(a, "client-key.pem"),
+      })
+      assert.strictEqual(yield* echo(port, Tls.grpcClientCredentials(client)), "ping")
       const none = yield* Effect.either(echo(port, Grpc.credentials.createSsl(caA)))
       assert.isTrue(Either.isLeft(none), "a gRPC client without a certificate must be refused")
       const other = yield* Effect.either(
@@ -358,4 +374,24 @@ describe("Tls over gRPC", () => {
       )
     }).pipe(Effect.provide(Logger.remove(Logger.defaultLogger))),
   )
+})
+
+describe("scripts/gen-certs", () => {
+  it("is idempotent, prints every path, and remakes an incomplete set as a whole", () => {
+    const dir = Path.join(root, "gen")
+    const first = execFileSync(genCerts, [dir], { stdio: "pipe" }).toString().trim().split("\n")
+    assert.strictEqual(first.length, 14)
+    for (const path of first) assert.isTrue(Fs.existsSync(path), path)
+    const ca = fingerprintOf(dir, "ca.pem").fingerprint256
+    execFileSync(genCerts, [dir], { stdio: "pipe" })
+    assert.strictEqual(fingerprintOf(dir, "ca.pem").fingerprint256, ca, "a complete set is kept")
+    Fs.rmSync(pem(dir, "client.pem"))
+    execFileSync(genCerts, [dir], { stdio: "pipe" })
+    assert.notStrictEqual(fingerprintOf(dir, "ca.pem").fingerprint256, ca, "an incomplete set is remade")
+    // The server certificate doubles as a client certificate for node-to-node mTLS.
+    const server = fingerprintOf(dir, "server.pem")
+    assert.isTrue(server.checkIssued(fingerprintOf(dir, "ca.pem")))
+    assert.include(server.subjectAltName ?? "", "IP Address:127.0.0.1")
+    assert.include(server.keyUsage ?? [], "1.3.6.1.5.5.7.3.2")
+  })
 })
