@@ -518,6 +518,8 @@ export const query = (
         k,
         expand: new Expand({ hops: 1, factor: request.expand_factor ?? DEFAULT_EXPAND_FACTOR, direction: "out" }),
         includeEntities: true,
+        // The AlliDB entity carries its embeddings; the executor omits vectors unless asked.
+        includeVectors: true,
       }),
       consistencyOptions(request.consistency_level),
     )

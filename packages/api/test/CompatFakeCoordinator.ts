@@ -113,7 +113,15 @@ export const CompatFakeCoordinator = {
         return Effect.sync(() => {
           const scored = [...rows(tenant).values()]
             .filter((e) => e.vector !== undefined && e.vector.length === request.vector.length)
-            .map((e) => new QueryResult({ id: e.id, score: cosine(e.vector ?? [], request.vector), entity: e }))
+            .map(
+              (e) =>
+                new QueryResult({
+                  id: e.id,
+                  score: cosine(e.vector ?? [], request.vector),
+                  // Like the real executor: vectors only when asked for.
+                  entity: request.includeVectors === true ? e : new Entity({ ...e, vector: undefined }),
+                }),
+            )
           scored.sort((a, b) => b.score - a.score || (a.id < b.id ? -1 : 1))
           return scored.slice(0, request.k)
         })
