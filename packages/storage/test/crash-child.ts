@@ -1,0 +1,75 @@
+/**
+ * The process the crash test kills: it writes through the engine on the
+ * real file system (Disk.layerNode) and reports on stdout, one line each:
+ *   I <key> <value|->   before a write starts (intent; "-" = delete)
+ *   A <key> <seq>       after the write is acknowledged (durable)
+ * Stdout to a pipe is synchronous on Linux, so a line the parent read was
+ * written before the next step began. Each key belongs to one writer fiber,
+ * so a key has at most one write in flight.
+ *
+ * Usage: crash-child.ts <dataDir> <seed> [keys] [writers]
+ */
+import { Entity, entityId, tenantId } from "@allidb/core"
+import * as Effect from "effect/Effect"
+import * as StorageEngine from "../src/StorageEngine.js"
+import { crashConfig } from "./crashHarness.js"
+
+const [dataDir, seedArg, keysArg, writersArg] = process.argv.slice(2)
+if (dataDir === undefined) {
+  process.stderr.write("usage: crash-child.ts <dataDir> <seed> [keys] [writers]\n")
+  process.exit(2)
+}
+const KEYS = Number(keysArg ?? 200)
+const WRITERS = Number(writersArg ?? 8)
+let state = Number(seedArg ?? 1) >>> 0
+const random = () => {
+  state = (state + 0x6d2b79f5) >>> 0
+  let t = state
+  t = Math.imul(t ^ (t >>> 15), t | 1)
+  t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+  return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+}
+const tenant = tenantId("crash")
+const line = (s: string) => process.stdout.write(`${s}\n`)
+// The parent closing the pipe ends the child like the kill would.
+process.stdout.on("error", () => process.exit(0))
+
+const program = Effect.gen(function* () {
+  const engine = yield* StorageEngine.StorageEngine
+  line("READY")
+  let counter = 0
+  const writer = (w: number) =>
+    Effect.gen(function* () {
+      while (true) {
+        const k = w + WRITERS * Math.floor(random() * Math.ceil(KEYS / WRITERS))
+        if (k >= KEYS) continue
+        const key = `k${k}`
+        const id = entityId(key)
+        const remove = random() < 0.2
+        const value = `${seedArg}-${counter++}`
+        line(`I ${key} ${remove ? "-" : value}`)
+        const { seq } = yield* engine.write(tenant, [
+          remove
+            ? { _tag: "DeleteEntity", tenant, id }
+            : {
+                _tag: "PutEntity",
+                tenant,
+                // A padded payload so memtables fill, flush and compact within a round.
+                entity: new Entity({ id, metadata: { v: value, pad: "x".repeat(200 + Math.floor(random() * 600)) } }),
+              },
+        ])
+        line(`A ${key} ${seq}`)
+      }
+    })
+  yield* Effect.all(
+    Array.from({ length: WRITERS }, (_, w) => writer(w)),
+    { concurrency: "unbounded", discard: true },
+  )
+})
+
+Effect.runPromise(
+  program.pipe(Effect.provide(StorageEngine.layerFrom({ dataDir, ...crashConfig }))),
+).catch((error) => {
+  process.stderr.write(`crash-child failed: ${String(error)}\n`)
+  process.exit(1)
+})
