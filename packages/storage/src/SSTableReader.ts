@@ -121,9 +121,9 @@ export interface Table {
   readonly path: string
   readonly fileBytes: number
   readonly properties: Format.TableProperties
-  /** False when the bloom filter rules the key out. */
-  readonly mayContain: (key: Row.Key) => boolean
-  readonly get: (key: Row.Key) => Effect.Effect<Row.Row | undefined, ReadError>
+  /** False when the key range or the bloom filter rules the key out (`hash`: Bloom.hashKey(key), if known). */
+  readonly mayContain: (key: Row.Key, hash?: number) => boolean
+  readonly get: (key: Row.Key, hash?: number) => Effect.Effect<Row.Row | undefined, ReadError>
   /** Rows with start ≤ key < end; `fillCache: false` keeps a compaction from flushing the cache. */
   readonly cursor: (
     start?: Row.Key,
@@ -226,8 +226,8 @@ export const open = (
     const rowAt = (block: Format.DataBlock, i: number, blockIndex: number): Effect.Effect<Row.Row, Corruption> =>
       decodeAt(path, (index[blockIndex] as Format.IndexEntry).offset, () => block.rowAt(i))
 
-    const mayContain = (key: Row.Key): boolean =>
-      key >= properties.minKey && key <= properties.maxKey && Bloom.mayContain(bloom, Bloom.hashKey(key))
+    const mayContain = (key: Row.Key, hash?: number): boolean =>
+      key >= properties.minKey && key <= properties.maxKey && Bloom.mayContain(bloom, hash ?? Bloom.hashKey(key))
 
     const table: Table = {
       id,
@@ -235,9 +235,9 @@ export const open = (
       fileBytes,
       properties,
       mayContain,
-      get: (key) =>
+      get: (key, hash) =>
         Effect.suspend(() => {
-          if (!mayContain(key)) {
+          if (!mayContain(key, hash)) {
             return Effect.as(Metric.increment(Metrics.bloomNegatives), undefined)
           }
           const b = blockFor(key)

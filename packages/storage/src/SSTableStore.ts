@@ -20,6 +20,7 @@ import * as Metric from "effect/Metric"
 import * as Scope from "effect/Scope"
 import { Disk, type DiskShape } from "./Disk.js"
 import * as BlockCache from "./BlockCache.js"
+import * as Bloom from "./Bloom.js"
 import * as Manifest from "./Manifest.js"
 import * as Metrics from "./Metrics.js"
 import * as Row from "./Row.js"
@@ -300,8 +301,8 @@ export const make: Effect.Effect<SSTableStoreShape, StorageFailure | Corruption,
                 ),
               )
               .pipe(Effect.onError(() => discard(handle)))
+            // (the flushes counter and timing belong to the engine, which owns the whole flush)
             if (handle !== undefined) {
-              yield* Metric.increment(Metrics.flushes)
               yield* Effect.logDebug("SSTableStore: flushed").pipe(
                 Effect.annotateLogs({ table: handle.info.name, rows: handle.info.properties.rowCount, maxSeq }),
               )
@@ -310,17 +311,19 @@ export const make: Effect.Effect<SSTableStoreShape, StorageFailure | Corruption,
           }),
         ).pipe(Effect.withSpan("SSTableStore.flush")),
 
-      get: (key) =>
-        Effect.acquireUseRelease(
-          acquire((all) => all.filter((h) => h.table.mayContain(key))),
+      get: (key) => {
+        const hash = Bloom.hashKey(key)
+        return Effect.acquireUseRelease(
+          acquire((all) => all.filter((h) => h.table.mayContain(key, hash))),
           (handles) =>
             Effect.reduce(handles, undefined as Row.Row | undefined, (acc, h) =>
-              Effect.map(h.table.get(key), (row) =>
+              Effect.map(h.table.get(key, hash), (row) =>
                 row === undefined ? acc : acc === undefined ? row : Row.merge(acc, row),
               ),
             ),
           release,
-        ),
+        )
+      },
 
       scan: (start, end, options) =>
         Effect.map(
