@@ -239,13 +239,16 @@ export const make: Effect.Effect<WalShape, StorageFailure | Corruption, Disk.Dis
     }
 
     // --- the active segment (opened lazily by the first batch) -------------
+    // Segment files live in their own scope, created before the draining
+    // finalizer below, so they are closed only after it has synced them.
+    const segmentsScope = yield* Scope.fork(layerScope, ExecutionStrategy.sequential)
     let active: { segment: Segment; file: Disk.DiskFile; scope: Scope.CloseableScope; size: number } | undefined
 
     const openSegment = (firstSeq: number) =>
       Effect.gen(function* () {
         const name = WalFormat.segmentName(firstSeq)
         const path = `${dir}/${name}`
-        const scope = yield* Scope.fork(layerScope, ExecutionStrategy.sequential)
+        const scope = yield* Scope.fork(segmentsScope, ExecutionStrategy.sequential)
         const file = yield* disk.open(path, "truncate").pipe(Scope.extend(scope))
         yield* file.append(WalFormat.encodeHeader())
         yield* file.sync

@@ -291,6 +291,19 @@ describe("Wal", () => {
     }),
   )
 
+  it.effect("closing the WAL makes it durable, even with syncMode none", () =>
+    Effect.gen(function* () {
+      const fs = Disk.makeMemoryFileSystem()
+      yield* withWal(fs, { syncMode: "none" }, (wal) => Effect.forEach(["a", "b"], (s) => wal.append(bytes(s))))
+      fs.crash() // after a clean stop
+      const replayed = yield* withWal(fs, {}, (wal) => replayAll(wal))
+      assert.deepStrictEqual(
+        replayed.map(([, v]) => v),
+        ["a", "b"],
+      )
+    }),
+  )
+
   it.effect("rotates segments by size; deleteThrough removes only fully flushed ones; advanceSeq", () =>
     Effect.gen(function* () {
       const fs = Disk.makeMemoryFileSystem()
