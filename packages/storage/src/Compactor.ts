@@ -6,8 +6,14 @@
  * result is swapped in with one atomic manifest change (SSTableStore.replace).
  * Interrupting a compaction at any point leaves the live set as it was.
  *
- * Writes are throttled by a byte-rate token bucket (compactionMbPerSec); the
- * background loop is forked in the layer's scope.
+ * Tombstone purge is safe against the tables outside the compaction (bloom +
+ * oldest timestamp, SSTableStore.mayHoldOlder). Memtables are not consulted:
+ * a write whose HLC timestamp is older than the grace period arriving after
+ * the purge could resurface — the usual gc-grace contract (repair must run
+ * within the grace period), as in Cassandra.
+ *
+ * Bytes written are throttled by a byte-rate token bucket (compactionMbPerSec;
+ * reads are proportional); the background loop is forked in the layer's scope.
  */
 import { type Corruption, Hlc, type StorageFailure } from "@allidb/core"
 import * as Clock from "effect/Clock"

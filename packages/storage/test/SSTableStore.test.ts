@@ -1,3 +1,6 @@
+import { mkdtempSync, readdirSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -270,3 +273,44 @@ const checkAll = (store: SSTableStore.SSTableStoreShape, expected: ReadonlyMap<s
       RowCodec.encodeRow(e.row)
     }
   })
+
+describe("SSTableStore on the node file system", () => {
+  it.effect("flushes, compacts and reopens from a real directory", () =>
+    Effect.gen(function* () {
+      const dataDir = mkdtempSync(join(tmpdir(), "allidb-sst-"))
+      const layer = SSTableStore.layer.pipe(
+        Layer.provide(Layer.merge(Disk.layerNode, StorageConfig.layer({ ...config, dataDir }))),
+      )
+      const use = <A, E>(f: (store: SSTableStore.SSTableStoreShape) => Effect.Effect<A, E, Scope.Scope>) =>
+        Effect.scoped(Effect.flatMap(SSTableStore.SSTableStore, f)).pipe(Effect.provide(layer))
+      try {
+        yield* use((store) =>
+          Effect.gen(function* () {
+            for (let t = 0; t < 3; t++) {
+              yield* store.flush(
+                rowsOf(Array.from({ length: 50 }, (_, i) => [`k${i + t * 25}`, row(t + 1, `v${t}`, t + 1)] as const)),
+                t + 1,
+              )
+            }
+            const ids = (yield* store.tables).map((t) => t.id)
+            yield* Effect.scoped(Effect.flatMap(store.scan(undefined, undefined, { fillCache: false }), (c) => store.replace(ids, c)))
+          }),
+        )
+        yield* use((store) =>
+          Effect.gen(function* () {
+            assert.strictEqual((yield* store.tables).length, 1)
+            assert.strictEqual(yield* store.flushedSeq, 3)
+            assert.strictEqual(typeOf(yield* store.get(Row.makeKey("t", "k0"))), "v0")
+            assert.strictEqual(typeOf(yield* store.get(Row.makeKey("t", "k30"))), "v1")
+            assert.strictEqual(typeOf(yield* store.get(Row.makeKey("t", "k60"))), "v2")
+            const all = yield* Effect.scoped(Effect.flatMap(store.scan(), (c) => Reader.collect(c)))
+            assert.strictEqual(all.length, 100)
+          }),
+        )
+        assert.deepStrictEqual(readdirSync(join(dataDir, "sst")).sort(), ["00000004.sst", "MANIFEST"])
+      } finally {
+        rmSync(dataDir, { recursive: true, force: true })
+      }
+    }),
+  )
+})
