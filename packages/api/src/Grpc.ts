@@ -13,7 +13,7 @@
 import { isIP } from "node:net"
 import { fileURLToPath } from "node:url"
 import type { TenantId } from "@allidb/core"
-import { ClientError, DeadlineExceeded, PermissionDenied } from "@allidb/core"
+import { ClientError, DeadlineExceeded, InvalidInput, PermissionDenied } from "@allidb/core"
 import type { Coordinator } from "@allidb/cluster"
 import * as grpc from "@grpc/grpc-js"
 import * as protoLoader from "@grpc/proto-loader"
@@ -140,6 +140,34 @@ export const entityToProto = (entity: Compat.CompatEntityOut) => ({
   updated_at_nanos: entity.updated_at_nanos.toString(),
 })
 
+/**
+ * A request whose bytes are not a valid message. grpc-js answers a throwing
+ * deserializer with INTERNAL; bad input must be INVALID_ARGUMENT, so the
+ * deserializer hands this marker to the handler instead.
+ */
+class MalformedMessage {
+  constructor(readonly reason: string) {}
+}
+
+const tolerantDefinition = (definition: grpc.ServiceDefinition): grpc.ServiceDefinition => {
+  const out: Record<string, grpc.MethodDefinition<unknown, unknown>> = {}
+  for (const [name, method] of Object.entries(definition)) {
+    out[name] = {
+      ...method,
+      requestDeserialize: (bytes: Buffer) => {
+        try {
+          return method.requestDeserialize(bytes)
+        } catch (error) {
+          return new MalformedMessage(
+            `not a valid ${name} request message${error instanceof Error ? ` (${error.message})` : ""}`,
+          )
+        }
+      },
+    }
+  }
+  return out
+}
+
 const HEX = "0123456789abcdef"
 const requestId: Effect.Effect<string> = Effect.map(
   Effect.all(Array.from({ length: 16 }, () => Random.nextIntBetween(0, 16))),
@@ -189,14 +217,23 @@ export const make = (options: Options): Effect.Effect<GrpcServerShape, GrpcBindE
       <Req, Res>(handled: Handled<Req, Res>) =>
       (call: grpc.ServerUnaryCall<Req, Res>, callback: grpc.sendUnaryData<Res>): void => {
         const program = Effect.gen(function* () {
+          const request: unknown = call.request
+          // Checked after auth, as HTTP reads the body only for a known caller.
+          const malformed =
+            request instanceof MalformedMessage
+              ? new InvalidInput({ field: "request", message: `request: ${request.reason}` })
+              : undefined
           let work: Effect.Effect<Res, ClientError, Services>
           if (handled.authenticated) {
             const apiKey = metadataValue(call.metadata, Auth.API_KEY_HEADER)
             const peer = peerAddress(call.getPeer())
             // The same per-key bucket as HTTP, taken before auth so unknown keys are limited too.
             yield* limiter.take(Limits.rateLimitKey(apiKey, peer))
-            work = handled.run(call.request, yield* auth.authenticate(apiKey, peer))
+            const tenant = yield* auth.authenticate(apiKey, peer)
+            if (malformed !== undefined) return yield* malformed
+            work = handled.run(call.request, tenant)
           } else {
+            if (malformed !== undefined) return yield* malformed
             work = handled.run(call.request)
           }
           // The tighter of the server's request timeout and the client's deadline.
@@ -348,7 +385,7 @@ export const make = (options: Options): Effect.Effect<GrpcServerShape, GrpcBindE
       "grpc.max_receive_message_length": maxBytes,
       "grpc.max_send_message_length": maxBytes,
     })
-    server.addService(service.definition, implementation)
+    server.addService(tolerantDefinition(service.definition), implementation)
 
     const credentials = options.credentials ?? grpc.ServerCredentials.createInsecure()
     const shutdownTimeoutMs = options.shutdownTimeoutMs ?? 5_000

@@ -11,7 +11,7 @@ import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
 import * as Scope from "effect/Scope"
 import * as Grpc from "../src/Grpc.js"
-import { KEY_ACME, KEY_OTHER, type Outcome, startGrpc } from "./GrpcHarness.js"
+import { callRaw, KEY_ACME, KEY_OTHER, type Outcome, startGrpc } from "./GrpcHarness.js"
 
 const ok = (outcome: Outcome): Record<string, unknown> => {
   if (Either.isLeft(outcome)) assert.fail(`expected success, got ${outcome.left.code}: ${outcome.left.details}`)
@@ -150,6 +150,19 @@ describe("gRPC allidb.AlliDB", () => {
       const mismatch = yield* dimension.client.call("PutEntity", { entity: entity("a", [1, 0]) }, { apiKey: KEY_ACME })
       assert.strictEqual(code(mismatch), grpc.status.INVALID_ARGUMENT)
       assert.include(details(mismatch), "3")
+      assert.strictEqual(fake.calls.length, 0)
+    }))
+
+  it.scopedLive("undecodable message bytes are INVALID_ARGUMENT, after auth", () =>
+    Effect.gen(function* () {
+      const { client, fake } = yield* startGrpc()
+      // Field 1 (entity), length-delimited, claiming 100 bytes that are not there.
+      const truncated = Buffer.from([0x0a, 0x64, 0x01])
+      const answer = yield* callRaw(client.client, "PutEntity", truncated, KEY_ACME)
+      assert.isTrue(Either.isLeft(answer) && answer.left.code === grpc.status.INVALID_ARGUMENT)
+      assert.include(Either.isLeft(answer) ? answer.left.details : "", "not a valid PutEntity request message")
+      const anonymous = yield* callRaw(client.client, "PutEntity", truncated)
+      assert.isTrue(Either.isLeft(anonymous) && anonymous.left.code === grpc.status.UNAUTHENTICATED)
       assert.strictEqual(fake.calls.length, 0)
     }))
 

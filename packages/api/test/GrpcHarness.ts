@@ -69,6 +69,28 @@ export class GrpcTestClient {
   }
 }
 
+/** Sends raw bytes as the request message of `method` (the server decodes them). */
+export const callRaw = (
+  client: grpc.Client,
+  method: string,
+  bytes: Buffer,
+  apiKey?: string,
+): Effect.Effect<Either.Either<Buffer, grpc.ServiceError>> =>
+  Effect.async((resume) => {
+    const metadata = new grpc.Metadata()
+    if (apiKey !== undefined) metadata.set(Auth.API_KEY_HEADER, apiKey)
+    client.makeUnaryRequest(
+      `/${Grpc.SERVICE_NAME}/${method}`,
+      (b: Buffer) => b,
+      (b: Buffer) => b,
+      bytes,
+      metadata,
+      {},
+      (error: grpc.ServiceError | null, response?: Buffer) =>
+        resume(Effect.succeed(error === null ? Either.right(response ?? Buffer.alloc(0)) : Either.left(error))),
+    )
+  })
+
 export const startGrpc = (options: StartOptions = {}) =>
   Effect.gen(function* () {
     const fake = CompatFakeCoordinator.make(options.fake)
