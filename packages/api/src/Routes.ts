@@ -10,15 +10,22 @@
  * Limits.RateLimiter — `layerServices` builds the last two from ApiConfig,
  * so the gRPC surface can share them.
  */
+import type * as Etag from "@effect/platform/Etag"
+import type * as FileSystem from "@effect/platform/FileSystem"
 import * as Headers from "@effect/platform/Headers"
 import * as HttpApiScalar from "@effect/platform/HttpApiScalar"
 import * as HttpLayerRouter from "@effect/platform/HttpLayerRouter"
+import type * as HttpPlatform from "@effect/platform/HttpPlatform"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
+import type * as Path from "@effect/platform/Path"
 import * as RpcSerialization from "@effect/rpc/RpcSerialization"
 import * as RpcServer from "@effect/rpc/RpcServer"
+import type { Coordinator } from "@allidb/cluster"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import type * as ApiConfig from "./ApiConfig.js"
+import type * as ApiKeys from "./ApiKeys.js"
 import * as Auth from "./Auth.js"
 import { Api } from "./HttpApi.js"
 import * as HttpHandlers from "./HttpHandlers.js"
@@ -66,21 +73,30 @@ const rpcLimits = HttpLayerRouter.middleware(
   ),
 ).layer
 
-export const layerV1 = HttpLayerRouter.addHttpApi(Api, { openapiPath: OPENAPI_PATH }).pipe(
+/** What the routes need from the server (besides the HttpRouter). */
+export type Requirements = Coordinator.Coordinator | Auth.Auth | ApiConfig.ApiConfig | Limits.RateLimiter
+
+/** The platform services `addHttpApi` needs; NodeHttpServer's layer provides them. */
+export type PlatformServices = Etag.Generator | FileSystem.FileSystem | HttpPlatform.HttpPlatform | Path.Path
+
+export const layerV1: Layer.Layer<never, never, HttpLayerRouter.HttpRouter | Requirements | PlatformServices> =
+  HttpLayerRouter.addHttpApi(Api, { openapiPath: OPENAPI_PATH }).pipe(
   Layer.provide(HttpHandlers.layer),
   Layer.provide(v1Limits),
 )
 
 export const layerDocs = HttpApiScalar.layerHttpLayerRouter({ api: Api, path: DOCS_PATH })
 
-export const layerRpc = RpcServer.layerHttpRouter({ group: Rpcs, path: RPC_PATH, protocol: "http" }).pipe(
+export const layerRpc: Layer.Layer<never, never, HttpLayerRouter.HttpRouter | Requirements> = RpcServer.layerHttpRouter({ group: Rpcs, path: RPC_PATH, protocol: "http" }).pipe(
   Layer.provide(RpcHandlers.layer),
   Layer.provide(RpcSerialization.layerMsgPack),
   Layer.provide(rpcLimits),
 )
 
 /** Everything this package serves on the HTTP port. */
-export const layer = Layer.mergeAll(layerV1, layerDocs, layerRpc)
+export const layer: Layer.Layer<never, never, HttpLayerRouter.HttpRouter | Requirements | PlatformServices> =
+  Layer.mergeAll(layerV1, layerDocs, layerRpc)
 
 /** Auth and the rate limiter, shared by every surface (HTTP, RPC, gRPC). */
-export const layerServices = Layer.mergeAll(Auth.layer, Limits.layerRateLimiter)
+export const layerServices: Layer.Layer<Auth.Auth | Limits.RateLimiter, ApiKeys.KeysFileError, ApiConfig.ApiConfig> =
+  Layer.mergeAll(Auth.layer, Limits.layerRateLimiter)
