@@ -3,6 +3,7 @@ import { assert, describe, it } from "@effect/vitest"
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
@@ -18,6 +19,7 @@ import * as StorageConfig from "../src/StorageConfig.js"
 import * as Reader from "../src/SSTableReader.js"
 import * as SSTableStore from "../src/SSTableStore.js"
 import * as Arb from "./Row.arbitraries.js"
+import { trapDisk } from "./SSTableStore.trapDisk.js"
 
 const GRACE_MS = 1_000
 
@@ -101,6 +103,19 @@ interface ModelEntity {
 }
 
 const tenant = tenantId("t")
+
+const checkCompacted = (expected: ReadonlyMap<string, number>) =>
+  Effect.gen(function* () {
+    const store = yield* SSTableStore.SSTableStore
+    for (const id of ids) {
+      const row = yield* store.get(Row.makeKey(tenant, id))
+      const meta = row === undefined ? undefined : Row.toEntity(entityId(id), row)
+      assert.strictEqual(meta?.importance, expected.get(id), id)
+    }
+    const all = yield* Effect.scoped(Effect.flatMap(store.scan(), (c) => Reader.collect(c)))
+    const live = all.filter((e) => Row.toEntity(Row.parseKey(e.key).id, e.row) !== undefined)
+    assert.strictEqual(live.length, expected.size)
+  })
 
 /**
  * A clock moved by hand (TestClock.adjust waits on real timers, ~25 ms per
@@ -293,6 +308,78 @@ describe("Compactor", () => {
         assert.isAbove(purgedTotal, 0)
       }),
     { timeout: 60_000 },
+  )
+
+  it.effect("compactNow interrupted at every disk operation leaves the live set readable and complete", () =>
+    Effect.gen(function* () {
+      let interrupted = 0
+      for (let n = 0; n < 300; n++) {
+        const fs = Disk.makeMemoryFileSystem()
+        const trap = trapDisk(fs.disk())
+        const expected = new Map<string, number>()
+        const clock = manualClock()
+        clock.advance(10_000)
+        const layer = Compactor.layerManual.pipe(
+          Layer.provideMerge(SSTableStore.layer),
+          Layer.provideMerge(
+            Layer.merge(
+              Layer.succeed(Disk.Disk, trap.disk),
+              StorageConfig.layer({ dataDir: "/data", blockBytes: 200, compactionMinThreshold: 3, tombstoneGraceMs: 0 }),
+            ),
+          ),
+        )
+        const result = yield* Effect.gen(function* () {
+          const store = yield* SSTableStore.SSTableStore
+          const compactor = yield* Compactor.Compactor
+          for (let t = 0; t < 3; t++) {
+            const rows = ids.map((id, i) => {
+              // table t deletes every third id it wrote before, so there are tombstones to purge
+              const deleted = t > 0 && (i + t) % 3 === 0
+              if (deleted) expected.delete(id)
+              else expected.set(id, t)
+              return {
+                key: Row.makeKey(tenant, id),
+                row: deleted
+                  ? ({ deletedAt: { wall: t + 1, node: 0 }, cells: new Map(), seq: t + 1 } as Row.Row)
+                  : ({
+                      deletedAt: undefined,
+                      cells: new Map([["m", { ts: { wall: t + 1, node: 0 }, value: { _tag: "Meta", importance: t } }]]),
+                      seq: t + 1,
+                    } as Row.Row),
+              }
+            })
+            yield* store.flush(rows, t + 1)
+          }
+          trap.arm(n)
+          const exit = yield* Effect.exit(compactor.compactNow)
+          trap.arm(-1)
+          if (Exit.isSuccess(exit)) {
+            // the completed compaction purged every tombstone (grace 0, clock far past them)
+            assert.isAbove(exit.value?.tombstonesPurged ?? 0, 0)
+            assert.strictEqual((yield* store.tables)[0]?.properties.tombstones, 0)
+          }
+          return exit
+        }).pipe(
+          Effect.zipLeft(checkCompacted(expected)),
+          Effect.provide(layer),
+          Effect.scoped,
+          Effect.withClock(clock),
+          Logger.withMinimumLogLevel(LogLevel.None),
+        )
+        // reopen (after a crash too) and check again
+        const reopen = Compactor.layerManual.pipe(
+          Layer.provideMerge(SSTableStore.layer),
+          Layer.provideMerge(Layer.merge(Disk.layerMemoryFrom(fs), StorageConfig.layer({ dataDir: "/data" }))),
+        )
+        yield* checkCompacted(expected).pipe(Effect.provide(reopen), Effect.scoped)
+        fs.crash()
+        yield* checkCompacted(expected).pipe(Effect.provide(reopen), Effect.scoped)
+        if (result._tag === "Success") break
+        assert.isTrue(Exit.isInterrupted(result), String(result))
+        interrupted++
+      }
+      assert.isAbove(interrupted, 5)
+    }),
   )
 
   it.effect("the background loop compacts once a bucket fills", () =>
