@@ -11,7 +11,10 @@ const packages = ["core", "observability", "storage", "index", "cluster", "api",
 
 export default defineConfig({
   resolve: {
-    alias: [{ find: /^@allidb\/([a-z-]+)$/, replacement: `${root}packages/$1/src/index.ts` }],
+    alias: [
+      { find: /^@allidb\/([a-z-]+)$/, replacement: `${root}packages/$1/src/index.ts` },
+      { find: /^allidbd$/, replacement: `${root}apps/allidbd/src/index.ts` },
+    ],
   },
   test: {
     coverage: {

@@ -4,6 +4,7 @@
  * override ALLIDB_* variables, which override defaults. A bad value is a
  * ConfigError whose message is one line naming the setting.
  */
+import { ApiConfig } from "@allidb/api"
 import * as Data from "effect/Data"
 import * as Either from "effect/Either"
 
@@ -46,7 +47,7 @@ export interface NodeConfig {
   readonly efConstruction: number
   readonly efSearch: number
   readonly snapshotIntervalMs: number
-  readonly apiKeys: string | undefined
+  readonly apiKeys: ReadonlyArray<ApiConfig.ApiKeyBinding>
   readonly apiKeysFile: string | undefined
   readonly maxBodyMb: number
   readonly maxBatch: number
@@ -354,16 +355,16 @@ export const settings: ReadonlyArray<Setting> = [
     key: "apiKeys",
     flag: "api-keys",
     env: "ALLIDB_API_KEYS",
-    default: undefined,
-    description: "API keys bound to tenants: key=tenant,key2=tenant2",
-    parse: parseOptionalString,
+    default: "",
+    description: "API keys bound to tenants: key=tenant,key2=tenant2 (none: loopback clients only, as tenant default)",
+    parse: (raw) => Either.mapLeft(ApiConfig.parseApiKeys(raw), (why) => why.replace(/^ALLIDB_API_KEYS /, "")),
   }),
   setting({
     key: "apiKeysFile",
     flag: "api-keys-file",
     env: "ALLIDB_API_KEYS_FILE",
     default: undefined,
-    description: "File of API key hashes (see `allidbd keys create`)",
+    description: "File of API key hashes written by `allidbd keys create` (default: <data-dir>/api-keys when it exists)",
     parse: parseOptionalString,
   }),
   setting({
@@ -504,7 +505,7 @@ export const helpText = (): string => {
     "Flags (each also an environment variable; flags override the environment):",
   ]
   for (const s of settings) {
-    const def = s.default === undefined ? "" : ` (default ${s.default})`
+    const def = s.default === undefined || s.default === "" ? "" : ` (default ${s.default})`
     lines.push(`  -${s.flag}=${s.boolean === true ? "true|false" : "VALUE"}`.padEnd(40) + `${s.env}`)
     lines.push(`      ${s.description}${def}`)
   }

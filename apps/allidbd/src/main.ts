@@ -5,6 +5,7 @@
  */
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as Cause from "effect/Cause"
+import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
@@ -23,18 +24,45 @@ if (argv.some((a) => /^--?(help|h)$/.test(a))) {
   process.exit(0)
 }
 
-const loaded = Config.load(argv, process.env)
-if (Either.isLeft(loaded)) fatal(loaded.left.message, 2)
-const config = Either.getOrThrow(loaded)
+const teardown = <E, A>(exit: Exit.Exit<E, A>, onExit: (code: number) => void): void => {
+  if (Exit.isSuccess(exit) || Cause.isInterruptedOnly(exit.cause)) return onExit(0)
+  const failure = Cause.failureOption(exit.cause)
+  if (Option.isSome(failure) && failure.value instanceof Server.StartupError) {
+    return fatal(failure.value.message, failure.value.exitCode)
+  }
+  process.stderr.write(`allidbd: stopped: ${Cause.squash(exit.cause)}\n`)
+  onExit(1)
+}
 
-NodeRuntime.runMain(Server.run(config), {
-  disableErrorReporting: true,
-  disablePrettyLogger: true,
-  teardown: (exit, onExit) => {
-    if (Exit.isSuccess(exit) || Cause.isInterruptedOnly(exit.cause)) return onExit(0)
-    const failure = Cause.failureOption(exit.cause)
-    if (Option.isSome(failure)) return fatal(String((failure.value as { message?: unknown }).message ?? failure.value), 2)
-    process.stderr.write(`allidbd: unexpected failure: ${Cause.pretty(exit.cause)}\n`)
-    onExit(1)
-  },
-})
+if (argv[0] === "keys") {
+  // allidbd keys create --tenant T [-api-keys-file F]
+  const rest = argv.slice(1)
+  if (rest[0] !== "create") fatal("usage: allidbd keys create --tenant T [-api-keys-file FILE]", 2)
+  const tenantAt = rest.findIndex((a) => /^--?tenant(=|$)/.test(a))
+  const tenantArg = tenantAt < 0 ? undefined : rest[tenantAt]!.includes("=") ? rest[tenantAt]!.split("=")[1] : rest[tenantAt + 1]
+  if (tenantArg === undefined || tenantArg === "") fatal("keys create: --tenant is required", 2)
+  const others = rest.filter((_, i) => i !== 0 && i !== tenantAt && !(i === tenantAt + 1 && !rest[tenantAt]!.includes("=")))
+  const loaded = Config.load(others, process.env)
+  if (Either.isLeft(loaded)) fatal(loaded.left.message, 2)
+  const config = Either.getOrThrow(loaded)
+  const file = config.apiKeysFile ?? Server.defaultKeysFile(config)
+  NodeRuntime.runMain(
+    Effect.flatMap(Server.createKey(file, tenantArg!), (key) =>
+      Effect.sync(() => {
+        process.stdout.write(`${key}\n`)
+        process.stderr.write(
+          `allidbd: created a key for tenant ${JSON.stringify(tenantArg)}; only its hash is stored in ${file}. It is shown once.\n`,
+        )
+      }),
+    ),
+    { disableErrorReporting: true, disablePrettyLogger: true, teardown },
+  )
+} else {
+  const loaded = Config.load(argv, process.env)
+  if (Either.isLeft(loaded)) fatal(loaded.left.message, 2)
+  NodeRuntime.runMain(Server.run(Either.getOrThrow(loaded)), {
+    disableErrorReporting: true,
+    disablePrettyLogger: true,
+    teardown,
+  })
+}
