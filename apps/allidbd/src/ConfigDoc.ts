@@ -4,12 +4,12 @@
  */
 import { settings } from "./Config.js"
 
-const escape = (s: string): string => s.replaceAll("|", "\\|")
+const escapeCell = (s: string): string => s.replaceAll("|", "\\|")
 
 export const renderTable = (): string => {
   const rows = settings.map(
     (s) =>
-      `| \`-${s.flag}\` | \`${s.env}\` | ${s.default === undefined || s.default === "" ? "—" : `\`${s.default}\``} | ${escape(s.description)} |`,
+      `| \`-${s.flag}\` | \`${s.env}\` | ${s.default === undefined || s.default === "" ? "—" : `\`${s.default}\``} | ${escapeCell(s.description)} |`,
   )
   return ["| Flag | Environment variable | Default | Meaning |", "| --- | --- | --- | --- |", ...rows].join("\n")
 }

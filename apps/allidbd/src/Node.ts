@@ -6,7 +6,7 @@
  */
 import { Hlc } from "@allidb/core"
 import type { Corruption, StorageFailure, TenantViolation } from "@allidb/core"
-import { Coordinator, LocalCoordinator } from "@allidb/cluster"
+import { type Coordinator, LocalCoordinator } from "@allidb/cluster"
 import { IndexConfig, QueryExecutor, UnifiedIndex } from "@allidb/index"
 import { StorageEngine, type TenantGuard } from "@allidb/storage"
 import * as Either from "effect/Either"

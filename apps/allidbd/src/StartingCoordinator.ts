@@ -4,7 +4,7 @@
  * Coordinator, which refuses every call with Unavailable (503 / UNAVAILABLE);
  * once `open` hands it the real one, every call goes straight through.
  */
-import { Coordinator } from "@allidb/cluster"
+import type { Coordinator } from "@allidb/cluster"
 import { Unavailable } from "@allidb/core"
 import * as Effect from "effect/Effect"
 

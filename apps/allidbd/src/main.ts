@@ -25,10 +25,13 @@ if (argv.some((a) => /^--?(help|h)$/.test(a))) {
 }
 
 const teardown = <E, A>(exit: Exit.Exit<E, A>, onExit: (code: number) => void): void => {
-  if (Exit.isSuccess(exit) || Cause.isInterruptedOnly(exit.cause)) return onExit(0)
+  if (Exit.isSuccess(exit) || Cause.isInterruptedOnly(exit.cause)) {
+    onExit(0)
+    return
+  }
   const failure = Cause.failureOption(exit.cause)
   if (Option.isSome(failure) && failure.value instanceof Server.StartupError) {
-    return fatal(failure.value.message, failure.value.exitCode)
+    fatal(failure.value.message, failure.value.exitCode)
   }
   process.stderr.write(`allidbd: stopped: ${Cause.squash(exit.cause)}\n`)
   onExit(1)
