@@ -208,10 +208,14 @@ export const isEmpty = (row: Row): boolean => row.deletedAt === undefined && row
  * source still holds an older version of the key (the Compactor checks).
  */
 export const purgeTombstones = (row: Row, cutoffWall: number): Row | undefined => {
-  const deletedAt = row.deletedAt !== undefined && row.deletedAt.wall < cutoffWall ? undefined : row.deletedAt
+  const purgeRowTombstone = row.deletedAt !== undefined && row.deletedAt.wall < cutoffWall
+  const deletedAt = purgeRowTombstone ? undefined : row.deletedAt
   let cells: Map<CellName, Cell> | undefined
   for (const [name, cell] of row.cells) {
-    if (cell.value === undefined && cell.ts.wall < cutoffWall) {
+    // A cell the dropped row tombstone shadowed goes with it (a row that never
+    // went through merge may still hold one), or it would come back to life.
+    const shadowedByPurged = purgeRowTombstone && shadowed(cell, row.deletedAt)
+    if (shadowedByPurged || (cell.value === undefined && cell.ts.wall < cutoffWall)) {
       cells ??= new Map(row.cells)
       cells.delete(name)
     }
