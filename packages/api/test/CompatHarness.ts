@@ -11,6 +11,8 @@ import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Logger from "effect/Logger"
+import * as LogLevel from "effect/LogLevel"
 import * as ApiConfig from "../src/ApiConfig.js"
 import * as Auth from "../src/Auth.js"
 import * as Limits from "../src/Limits.js"
@@ -49,6 +51,9 @@ export const startRest = (options: StartOptions = {}) =>
         Layer.provide(services),
         Layer.provideMerge(NodeHttpServer.layer(createServer, { port: 0, host: "127.0.0.1" })),
       ),
+    ).pipe(
+      // Quiet tests: the server fibers inherit this level (errors still show).
+      Logger.withMinimumLogLevel(LogLevel.Error),
     )
     const address = Context.get(context, HttpServer.HttpServer).address
     if (address._tag !== "TcpAddress") return yield* Effect.dieMessage("expected a TCP address")

@@ -11,6 +11,8 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
+import * as Logger from "effect/Logger"
+import * as LogLevel from "effect/LogLevel"
 import * as ApiConfig from "../src/ApiConfig.js"
 import * as Auth from "../src/Auth.js"
 import * as Limits from "../src/Limits.js"
@@ -111,6 +113,9 @@ export const startGrpc = (options: StartOptions = {}) =>
         version: "test-1",
         ...(options.shutdownTimeoutMs !== undefined ? { shutdownTimeoutMs: options.shutdownTimeoutMs } : {}),
       }).pipe(Layer.provide(services)),
+    ).pipe(
+      // Quiet tests: the server fibers inherit this level (errors still show).
+      Logger.withMinimumLogLevel(LogLevel.Error),
     )
     const { port } = Context.get(server, Grpc.GrpcServer)
     const { client: Ctor } = Grpc.loadService()
