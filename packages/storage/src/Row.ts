@@ -310,9 +310,12 @@ export const fromMutation = (mutation: Mutation, ts: Hlc.Timestamp, seq: number)
 // ---------------------------------------------------------------------------
 // To entities
 
-/** True when the row has at least one live (non-tombstone) cell. */
+/** A cell that is a value and not shadowed by the row tombstone (rows that never went through merge may hold shadowed ones). */
+const isLiveCell = (cell: Cell, row: Row): boolean => cell.value !== undefined && !shadowed(cell, row.deletedAt)
+
+/** True when the row has at least one live (non-tombstone, unshadowed) cell. */
 export const isLive = (row: Row): boolean => {
-  for (const cell of row.cells.values()) if (cell.value !== undefined) return true
+  for (const cell of row.cells.values()) if (isLiveCell(cell, row)) return true
   return false
 }
 
@@ -328,7 +331,7 @@ export const toEntity = (id: EntityId, row: Row): Entity | undefined => {
   const edges: Array<{ readonly name: string; readonly value: EdgeValue }> = []
   for (const [name, cell] of row.cells) {
     const value = cell.value
-    if (value === undefined) continue
+    if (value === undefined || !isLiveCell(cell, row)) continue
     switch (value._tag) {
       case "Meta":
         meta = value

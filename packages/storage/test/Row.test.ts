@@ -251,5 +251,8 @@ describe("Row mutations and entities", () => {
       seq: 2,
     }
     assert.deepStrictEqual([...(Row.purgeTombstones(unmerged, 11) as Row.Row).cells.keys()], ["v"])
+    // and reads never show a shadowed cell, merged or not
+    assert.isUndefined(Row.toEntity(entityId("e"), unmerged)?.type)
+    assert.deepStrictEqual(Row.toEntity(entityId("e"), unmerged)?.vector, [1])
   })
 })
