@@ -11,8 +11,8 @@ describe("examples/embedded.ts", () => {
       const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "allidb-embedded-"))
       try {
         const first = yield* program.pipe(Effect.provide(nodeLayer(dataDir)))
-        assert.deepStrictEqual(first.written, ["paper:attention", "paper:bert", "author:vaswani", "paper:resnet"])
-        const ids = first.results.map((r) => r.id)
+        assert.deepStrictEqual(first.written.map(String), ["paper:attention", "paper:bert", "author:vaswani", "paper:resnet"])
+        const ids = first.results.map((r) => String(r.id))
         assert.deepStrictEqual(ids.slice(0, 2), ["paper:attention", "paper:bert"], "nearest papers first")
         assert.include(ids, "author:vaswani", "the author (no vector) is reached by expansion")
         const author = first.results.find((r) => r.id === "author:vaswani")!
@@ -20,7 +20,7 @@ describe("examples/embedded.ts", () => {
         assert.isBelow(author.score, first.results[0]!.score, "expansion never outranks the direct match")
         // The same data dir again: storage and index come back with the data.
         const second = yield* program.pipe(Effect.provide(nodeLayer(dataDir)))
-        assert.deepStrictEqual(second.results.map((r) => r.id), ids)
+        assert.deepStrictEqual(second.results.map((r) => String(r.id)), ids)
       } finally {
         fs.rmSync(dataDir, { recursive: true, force: true })
       }

@@ -506,7 +506,8 @@ export const helpText = (): string => {
   ]
   for (const s of settings) {
     const def = s.default === undefined || s.default === "" ? "" : ` (default ${s.default})`
-    lines.push(`  -${s.flag}=${s.boolean === true ? "true|false" : "VALUE"}`.padEnd(40) + `${s.env}`)
+    const flag = `  -${s.flag}=${s.boolean === true ? "true|false" : "VALUE"}`
+    lines.push(`${flag.padEnd(40)}${s.env}`)
     lines.push(`      ${s.description}${def}`)
   }
   return lines.join("\n")
