@@ -57,7 +57,7 @@ const templates: ReadonlyArray<{ readonly method: string; readonly path: string;
 /** Every path into a JSON value: the places a mutation can hit. */
 const pathsOf = (value: Json, prefix: ReadonlyArray<string | number> = []): Array<ReadonlyArray<string | number>> => {
   const out: Array<ReadonlyArray<string | number>> = [prefix]
-  if (Array.isArray(value)) value.forEach((v, i) => out.push(...pathsOf(v, [...prefix, i])))
+  if (Array.isArray(value)) for (const [i, v] of value.entries()) out.push(...pathsOf(v, [...prefix, i]))
   else if (typeof value === "object" && value !== null)
     for (const [k, v] of Object.entries(value)) out.push(...pathsOf(v as Json, [...prefix, k]))
   return out
