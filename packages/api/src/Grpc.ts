@@ -29,7 +29,6 @@ import * as FiberSet from "effect/FiberSet"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import type * as ParseResult from "effect/ParseResult"
-import * as Random from "effect/Random"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as ApiConfig from "./ApiConfig.js"
@@ -168,12 +167,6 @@ const tolerantDefinition = (definition: grpc.ServiceDefinition): grpc.ServiceDef
   return out
 }
 
-const HEX = "0123456789abcdef"
-const requestId: Effect.Effect<string> = Effect.map(
-  Effect.all(Array.from({ length: 16 }, () => Random.nextIntBetween(0, 16))),
-  (digits) => digits.map((d) => HEX[d]).join(""),
-)
-
 const isClientError = Schema.is(ClientError)
 
 const decode = <A, I>(schema: Schema.Schema<A, I>, message: unknown) =>
@@ -216,6 +209,7 @@ export const make = (options: Options): Effect.Effect<GrpcServerShape, GrpcBindE
     const unary =
       <Req, Res>(handled: Handled<Req, Res>) =>
       (call: grpc.ServerUnaryCall<Req, Res>, callback: grpc.sendUnaryData<Res>): void => {
+        const requestId = Limits.pickRequestId(metadataValue(call.metadata, Limits.REQUEST_ID_HEADER))
         const program = Effect.gen(function* () {
           const request: unknown = call.request
           // Checked after auth, as HTTP reads the body only for a known caller.
@@ -247,7 +241,11 @@ export const make = (options: Options): Effect.Effect<GrpcServerShape, GrpcBindE
               onTimeout: () => new DeadlineExceeded({ timeoutMs: Math.round(timeoutMs), operation: handled.name }),
             }),
           )
-        }).pipe(Effect.withSpan(`grpc.${handled.name}`), Effect.annotateLogs({ rpc: handled.name }))
+        }).pipe(
+          Effect.withSpan(`grpc.${handled.name}`),
+          Effect.annotateLogs({ rpc: handled.name, request_id: requestId }),
+          Effect.locally(Limits.currentRequestId, requestId),
+        )
 
         const fiber = runFork(program)
         let answered = false
@@ -264,47 +262,47 @@ export const make = (options: Options): Effect.Effect<GrpcServerShape, GrpcBindE
             callback(null, exit.value)
             return
           }
-          runFork(errorFor(handled.name, exit.cause)).addObserver((mapped) =>
-            callback(
-              Exit.isSuccess(mapped)
-                ? mapped.value
-                : { code: grpc.status.INTERNAL, details: "internal error", metadata: new grpc.Metadata() },
-            ),
-          )
+          const { status, log } = statusFor(handled.name, exit.cause, requestId)
+          callback(status)
+          runFork(log)
         })
       }
 
-    /** The status for a failed call; internal errors and defects are logged with a request id. */
-    const errorFor = (name: string, cause: Cause.Cause<unknown>): Effect.Effect<Partial<grpc.StatusObject>> =>
-      Effect.gen(function* () {
-        const failure = Cause.failureOption(cause)
-        if (Option.isSome(failure) && isClientError(failure.value)) {
-          const error = failure.value
-          const mapping = ErrorMapping.mappingOf(error)
-          const metadata = new grpc.Metadata()
-          if (mapping.internal) {
-            const id = yield* requestId
-            yield* ErrorMapping.logIfInternal(error, id)
-            metadata.set("x-request-id", id)
-            return {
-              code: ErrorMapping.grpcCodeValue(error),
-              details: `${ErrorMapping.publicMessage(error)} (request id ${id})`,
-              metadata,
-            }
+    /**
+     * The status for a failed call, computed synchronously so an answer goes
+     * out even while the FiberSet is closing; internal errors and defects
+     * also get a log line under the request id (the client sees only the id).
+     */
+    const statusFor = (
+      name: string,
+      cause: Cause.Cause<unknown>,
+      requestId: string,
+    ): { readonly status: Partial<grpc.StatusObject>; readonly log: Effect.Effect<void> } => {
+      const metadata = new grpc.Metadata()
+      const failure = Cause.failureOption(cause)
+      if (Option.isSome(failure) && isClientError(failure.value)) {
+        const error = failure.value
+        const code = ErrorMapping.grpcCodeValue(error)
+        if (ErrorMapping.mappingOf(error).internal) {
+          metadata.set(Limits.REQUEST_ID_HEADER, requestId)
+          return {
+            status: { code, details: `${ErrorMapping.publicMessage(error)} (request id ${requestId})`, metadata },
+            log: ErrorMapping.logIfInternal(error, requestId),
           }
-          if (error._tag === "RateLimited") metadata.set("retry-after", ErrorMapping.retryAfterHeader(error.retryAfterSeconds))
-          return { code: ErrorMapping.grpcCodeValue(error), details: error.message, metadata }
         }
-        if (Cause.isInterruptedOnly(cause)) {
-          // Not the client (a cancelled call is never answered): the server is stopping.
-          return { code: grpc.status.UNAVAILABLE, details: "the server is shutting down", metadata: new grpc.Metadata() }
-        }
-        const id = yield* requestId
-        yield* Effect.logError(`gRPC ${name} failed`, cause).pipe(Effect.annotateLogs({ request_id: id }))
-        const metadata = new grpc.Metadata()
-        metadata.set("x-request-id", id)
-        return { code: grpc.status.INTERNAL, details: `${ErrorMapping.defectBody(id).error} (request id ${id})`, metadata }
-      })
+        if (error._tag === "RateLimited") metadata.set("retry-after", ErrorMapping.retryAfterHeader(error.retryAfterSeconds))
+        return { status: { code, details: error.message, metadata }, log: Effect.void }
+      }
+      if (Cause.isInterruptedOnly(cause)) {
+        // Not the client (a cancelled call is never answered): the server is stopping.
+        return { status: { code: grpc.status.UNAVAILABLE, details: "the server is shutting down", metadata }, log: Effect.void }
+      }
+      metadata.set(Limits.REQUEST_ID_HEADER, requestId)
+      return {
+        status: { code: grpc.status.INTERNAL, details: `${ErrorMapping.defectBody(requestId).error} (request id ${requestId})`, metadata },
+        log: Effect.logError(`gRPC ${name} failed`, cause).pipe(Effect.annotateLogs({ request_id: requestId })),
+      }
+    }
 
     const replicaRefused = (name: string): Handled<unknown, never> => ({
       name,

@@ -327,9 +327,13 @@ describe("gRPC allidb.AlliDB", () => {
       const answer = yield* client.call("PutEntity", { entity: entity("a") }, { apiKey: KEY_ACME })
       assert.strictEqual(code(answer), grpc.status.INTERNAL)
       assert.notInclude(details(answer), "sda1")
-      assert.match(details(answer), /request id [0-9a-f]{16}/)
+      assert.match(details(answer), /request id [0-9a-f-]{36}/)
       const metadata = Either.isLeft(answer) ? answer.left.metadata.get("x-request-id") : []
       assert.strictEqual(metadata.length, 1)
+      assert.include(details(answer), String(metadata[0]))
+      // A client's own request id is used (and echoed) when it is a sane token.
+      const tagged = yield* client.call("PutEntity", { entity: entity("a") }, { apiKey: KEY_ACME, requestId: "req-42" })
+      assert.include(details(tagged), "request id req-42")
     }))
 
   it.scopedLive("defects answer INTERNAL without a stack trace", () =>

@@ -42,6 +42,7 @@ export interface CallOptions {
   readonly deadlineMs?: number
   /** Cancel the call from the client after this many ms. */
   readonly cancelAfterMs?: number
+  readonly requestId?: string
 }
 
 export class GrpcTestClient {
@@ -51,6 +52,7 @@ export class GrpcTestClient {
     return Effect.async<Outcome>((resume) => {
       const metadata = new grpc.Metadata()
       if (options.apiKey !== undefined) metadata.set(Auth.API_KEY_HEADER, options.apiKey)
+      if (options.requestId !== undefined) metadata.set("x-request-id", options.requestId)
       const callOptions: grpc.CallOptions = {}
       if (options.deadlineMs !== undefined) callOptions.deadline = Date.now() + options.deadlineMs
       const fn = (this.client as unknown as Record<string, Function>)[method]
