@@ -40,6 +40,17 @@ export class BlockCache {
     return block
   }
 
+  /** A hit without touching the counters (the caller counts); refreshes recency. */
+  peek(tableId: number, offset: number): DataBlock | undefined {
+    const key = `${tableId}:${offset}`
+    const block = this.entries.get(key)
+    if (block !== undefined) {
+      this.entries.delete(key)
+      this.entries.set(key, block)
+    }
+    return block
+  }
+
   set(tableId: number, offset: number, block: DataBlock): void {
     if (block.byteSize > this.capacityBytes) return
     const key = `${tableId}:${offset}`

@@ -116,6 +116,10 @@ export const toStream = <E>(cursor: Cursor<E>): Stream.Stream<Row.KeyedRow, E> =
 // ---------------------------------------------------------------------------
 // Tables
 
+/** `Table.getCached` could not answer without reading a block from disk. */
+export const NEEDS_IO: unique symbol = Symbol.for("@allidb/storage/SSTableReader/NEEDS_IO")
+export type NeedsIo = typeof NEEDS_IO
+
 export interface Table {
   readonly id: number
   readonly path: string
@@ -124,6 +128,13 @@ export interface Table {
   /** False when the key range or the bloom filter rules the key out (`hash`: Bloom.hashKey(key), if known). */
   readonly mayContain: (key: Row.Key, hash?: number) => boolean
   readonly get: (key: Row.Key, hash?: number) => Effect.Effect<Row.Row | undefined, ReadError>
+  /**
+   * The point read's fast path, synchronous: answers from the bloom filter and
+   * the block cache, or NEEDS_IO when a block must come from disk (or does not
+   * decode — the effectful `get` then reports the Corruption). Does not count
+   * cache hits; the caller does.
+   */
+  readonly getCached: (key: Row.Key, hash?: number) => Row.Row | undefined | NeedsIo
   /** Rows with start ≤ key < end; `fillCache: false` keeps a compaction from flushing the cache. */
   readonly cursor: (
     start?: Row.Key,
@@ -248,6 +259,21 @@ export const open = (
             return i < 0 ? Effect.succeed(undefined) : rowAt(block, i, b)
           })
         }),
+      getCached: (key, hash) => {
+        if (!mayContain(key, hash)) return undefined
+        const b = blockFor(key)
+        const entry = index[b]
+        if (entry === undefined || entry.firstKey > key) return undefined
+        const block = cache.peek(id, entry.offset)
+        if (block === undefined) return NEEDS_IO
+        const i = block.find(key)
+        if (i < 0) return undefined
+        try {
+          return block.rowAt(i)
+        } catch {
+          return NEEDS_IO
+        }
+      },
       cursor: (start, end, options) => {
         const fillCache = options?.fillCache ?? true
         let blockIndex = start === undefined ? 0 : blockFor(start)

@@ -283,6 +283,18 @@ export const make: Effect.Effect<SSTableStoreShape, StorageFailure | Corruption,
         ? Effect.void
         : Effect.zipRight(Scope.close(handle.scope, Exit.void), Effect.ignore(disk.remove(pathOf(handle.info.id))))
 
+    const slowGet = (key: Row.Key, hash: number): Effect.Effect<Row.Row | undefined, ReadError> =>
+      Effect.acquireUseRelease(
+        acquire((all) => all.filter((h) => h.table.mayContain(key, hash))),
+        (handles) =>
+          Effect.reduce(handles, undefined as Row.Row | undefined, (acc, h) =>
+            Effect.map(h.table.get(key, hash), (row) =>
+              row === undefined ? acc : acc === undefined ? row : Row.merge(acc, row),
+            ),
+          ),
+        release,
+      )
+
     const shape: SSTableStoreShape = {
       dir,
       cache,
@@ -311,19 +323,38 @@ export const make: Effect.Effect<SSTableStoreShape, StorageFailure | Corruption,
           }),
         ).pipe(Effect.withSpan("SSTableStore.flush")),
 
-      get: (key) => {
-        const hash = Bloom.hashKey(key)
-        return Effect.acquireUseRelease(
-          acquire((all) => all.filter((h) => h.table.mayContain(key, hash))),
-          (handles) =>
-            Effect.reduce(handles, undefined as Row.Row | undefined, (acc, h) =>
-              Effect.map(h.table.get(key, hash), (row) =>
-                row === undefined ? acc : acc === undefined ? row : Row.merge(acc, row),
-              ),
-            ),
-          release,
-        )
-      },
+      get: (key) =>
+        Effect.suspend(() => {
+          const hash = Bloom.hashKey(key)
+          // Fast path: bloom filters and cached blocks answer most point reads
+          // synchronously; only a block that must come from disk takes the
+          // reference-counted effectful path (a file may close under it).
+          let row: Row.Row | undefined
+          let negatives = 0
+          let hits = 0
+          let needsIo = false
+          for (const h of live) {
+            if (!h.table.mayContain(key, hash)) {
+              negatives++
+              continue
+            }
+            const r = h.table.getCached(key, hash)
+            if (r === Reader.NEEDS_IO) {
+              needsIo = true
+              break
+            }
+            hits++
+            if (r !== undefined) row = row === undefined ? r : Row.merge(row, r)
+          }
+          if (!needsIo) {
+            const count = Effect.zipRight(
+              Metric.incrementBy(Metrics.bloomNegatives, negatives),
+              Metric.incrementBy(Metrics.blockCacheHits, hits),
+            )
+            return Effect.as(count, row)
+          }
+          return slowGet(key, hash)
+        }),
 
       scan: (start, end, options) =>
         Effect.map(

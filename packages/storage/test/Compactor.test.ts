@@ -301,7 +301,7 @@ describe("Compactor", () => {
                 ),
               )
             }),
-            { numRuns: 100, seed },
+            { numRuns: 70, seed },
           ),
         )
         console.log(`[Compactor.model] ${totalOps} random operations checked; ${purgedTotal} tombstones purged`)
