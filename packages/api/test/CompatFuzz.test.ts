@@ -16,7 +16,7 @@ import { startRest } from "./CompatHarness.js"
 import { callRaw, KEY_ACME, startGrpc } from "./GrpcHarness.js"
 
 const SEED = process.env.ALLIDB_FUZZ_SEED !== undefined ? Number(process.env.ALLIDB_FUZZ_SEED) : Date.now() % 2 ** 31
-const RUNS = 120
+const RUNS = 80
 
 const validBodies: Record<string, unknown> = {
   "/entity": {
