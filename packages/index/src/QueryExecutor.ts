@@ -5,12 +5,10 @@
  * CONTRACT (used by packages/cluster's Coordinator): keep these signatures;
  * add to them only.
  */
-import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import * as Metric from "effect/Metric"
 import {
   type Corruption,
   DeadlineExceeded,
@@ -58,6 +56,16 @@ export class QueryExecutor extends Context.Tag("@allidb/index/QueryExecutor")<Qu
 // ---------------------------------------------------------------------------
 // Implementation
 // ---------------------------------------------------------------------------
+//
+// Cost model. A plain query is one native searchKnn (~0.1 ms) plus scoring of
+// k × factor hits: microseconds. Forking a timeout fiber, a span per stage and
+// an Effect per step would cost more than the work, so the synchronous stages
+// (filter selectivity, ANN, scoring) run in one block that records its stage
+// timings as metrics and as attributes of the query span, and checks the
+// deadline by elapsed time (a native call cannot be interrupted anyway). The
+// stages that can take long or wait — expansion and the storage fetch — are
+// Effects with their own spans, yield the event loop in slices and run under
+// the remaining deadline, so a timeout interrupts them.
 
 /** Edges relaxed between checks of the time slice (and so of interruption). */
 const EXPANSION_BUDGET = 2048
@@ -71,12 +79,27 @@ interface Candidate extends Scorer.Ranked {
   readonly path: ReadonlyArray<Graph.Step>
 }
 
+const stageMetrics = {
+  ann: Metrics.stageSeconds("ann"),
+  expand: Metrics.stageSeconds("expand"),
+  filter: Metrics.stageSeconds("filter"),
+  score: Metrics.stageSeconds("score"),
+  fetch: Metrics.stageSeconds("fetch"),
+  traverse: Metrics.stageSeconds("traverse"),
+} as const
+
+const recordStage = (stage: Metrics.Stage, startedMs: number): number => {
+  const now = performance.now()
+  stageMetrics[stage].unsafeUpdate((now - startedMs) / 1000, [])
+  return now
+}
+
 const timedStage = <A, E, R>(stage: Metrics.Stage, effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
   Effect.suspend(() => {
     const started = performance.now()
     return effect.pipe(
-      Effect.tap(() => Metric.update(Metrics.stageSeconds(stage), (performance.now() - started) / 1000)),
-      Effect.withSpan(`QueryExecutor.${stage}`),
+      Effect.tap(() => Effect.sync(() => recordStage(stage, started))),
+      Effect.withSpan(`QueryExecutor.${stage}`, { captureStackTrace: false }),
     )
   })
 
@@ -99,177 +122,238 @@ const toPathSteps = (path: ReadonlyArray<Graph.Step>): Array<PathStep> =>
   path.map(
     (s) =>
       new PathStep(
-        { from: s.from as EntityId, to: s.to as EntityId, relation: s.relation as PathStep["relation"], weight: s.weight, direction: s.direction },
+        {
+          from: s.from as EntityId,
+          to: s.to as EntityId,
+          relation: s.relation as PathStep["relation"],
+          weight: s.weight,
+          direction: s.direction,
+        },
         true,
       ),
   )
+
+const vectorNorm = (v: ReadonlyArray<number>): number => {
+  let sum = 0
+  for (const x of v) sum += x * x
+  return Math.sqrt(sum)
+}
 
 export const make: Effect.Effect<QueryExecutorShape, never, Tenants | StorageEngine.StorageEngine> = Effect.gen(
   function* () {
     const tenants = yield* Tenants
     const storage = yield* StorageEngine.StorageEngine
     const config = tenants.config
+    const timeoutMs = config.queryTimeoutMs
 
-    const fetchEntities = (tenant: TenantId, ids: ReadonlyArray<EntityId>) =>
-      timedStage("fetch", storage.getMany(tenant, tenant, ids))
+    const deadlineExceeded = (operation: string) => new DeadlineExceeded({ timeoutMs, operation })
 
-    const withDeadline =
-      (operation: string) =>
-      <A, E>(effect: Effect.Effect<A, E>): Effect.Effect<A, E | DeadlineExceeded> =>
-        effect.pipe(
-        Effect.timeoutFail({
-          duration: Duration.millis(config.queryTimeoutMs),
-          onTimeout: () => new DeadlineExceeded({ timeoutMs: config.queryTimeoutMs, operation }),
-        }),
-      )
-
-    /** ANN, with the filter applied during the search or, when it matches few vectors, by an exact scan. */
-    const nearest = (index: TenantIndex, request: QueryRequest, filter: Filter.CompiledFilter | undefined, n: number) =>
-      Effect.gen(function* () {
-        const ef = Math.max(request.ef ?? config.efSearch, n)
-        if (filter === undefined) return yield* timedStage("ann", Effect.sync(() => index.searchKnn(request.vector, n, ef)))
-        const selective = yield* timedStage(
-          "filter",
-          Effect.sync(() => index.selectiveLabels(filter, config.exactScanThreshold)),
-        )
-        if (selective !== undefined) {
-          return yield* timedStage("ann", Effect.sync(() => index.exactScan(request.vector, selective, n)))
-        }
-        return yield* timedStage(
-          "ann",
-          Effect.sync(() => index.searchKnn(request.vector, n, ef, (label) => index.matchesLabel(filter, label))),
+    /** Runs `effect` under what is left of the deadline that started at `startedMs`. */
+    const withinDeadline = <A, E, R>(operation: string, startedMs: number, effect: Effect.Effect<A, E, R>) =>
+      Effect.suspend(() => {
+        const remaining = timeoutMs - (performance.now() - startedMs)
+        if (remaining <= 0) return Effect.fail(deadlineExceeded(operation))
+        return effect.pipe(
+          Effect.timeoutFail({ duration: Duration.millis(remaining), onTimeout: () => deadlineExceeded(operation) }),
         )
       })
 
-    const query = (tenant: TenantId, request: QueryRequest) =>
-      Effect.gen(function* () {
+    /** ANN, with the filter applied during the search or, when it matches few vectors, by an exact scan. Synchronous. */
+    const nearest = (
+      index: TenantIndex,
+      request: QueryRequest,
+      filter: Filter.CompiledFilter | undefined,
+      n: number,
+      timings: Record<string, number>,
+    ): ReadonlyArray<Hit> => {
+      const ef = Math.max(request.ef ?? config.efSearch, n)
+      let started = performance.now()
+      if (filter === undefined) {
+        const hits = index.searchKnn(request.vector, n, ef)
+        timings["ann.ms"] = recordStage("ann", started) - started
+        return hits
+      }
+      const selective = index.selectiveLabels(filter, config.exactScanThreshold)
+      const afterFilter = recordStage("filter", started)
+      timings["filter.ms"] = afterFilter - started
+      timings.exact = selective === undefined ? 0 : 1
+      started = afterFilter
+      const hits =
+        selective !== undefined
+          ? index.exactScan(request.vector, selective, n)
+          : index.searchKnn(request.vector, n, ef, (label) => index.matchesLabel(filter, label))
+      timings["ann.ms"] = recordStage("ann", started) - started
+      return hits
+    }
+
+    const buildResults = (
+      request: QueryRequest,
+      weights: Scorer.Weights,
+      ranked: ReadonlyArray<Candidate>,
+      entities: ReadonlyArray<Entity | undefined> | undefined,
+    ): Array<QueryResult> => {
+      const includeVectors = request.includeVectors === true
+      const results: Array<QueryResult> = []
+      for (let i = 0; i < ranked.length; i++) {
+        const r = ranked[i]!
+        let entity: Entity | undefined
+        if (entities !== undefined) {
+          entity = entities[i]
+          // Deleted between the search and the fetch: the row is gone, so is the result.
+          if (entity === undefined) continue
+          entity = stripVector(entity, includeVectors)
+        }
+        const explain =
+          request.explain === true
+            ? new ScoreExplain(
+                { ...r.components, weights: { ...weights }, origin: r.origin as EntityId, path: toPathSteps(r.path) },
+                true,
+              )
+            : undefined
+        results.push(
+          new QueryResult(
+            {
+              id: r.id,
+              score: r.score,
+              ...(entity !== undefined ? { entity } : {}),
+              ...(explain !== undefined ? { explain } : {}),
+            },
+            true,
+          ),
+        )
+      }
+      return results
+    }
+
+    // useSpan (not withSpan) hands over the span object, so the synchronous
+    // stages can set their timings on it without extra Effect steps; the
+    // effectful stages are parented to it explicitly.
+    const query = (tenant: TenantId, request: QueryRequest): Effect.Effect<ReadonlyArray<QueryResult>, QueryError> =>
+      Effect.useSpan("QueryExecutor.query", { captureStackTrace: false, attributes: { tenant } }, (span) =>
+        Effect.clockWith((clock): Effect.Effect<ReadonlyArray<QueryResult>, QueryError> => {
+        const now = clock.unsafeCurrentTimeMillis()
+        const started = performance.now()
         const index = tenants.get(tenant)
-        if (index === undefined) return []
+        if (index === undefined) return Effect.succeed([])
         if (index.dimension !== undefined && request.vector.length !== index.dimension) {
-          return yield* new DimensionMismatch({
-            field: "vector",
-            expected: index.dimension,
-            actual: request.vector.length,
-          })
+          return Effect.fail(
+            new DimensionMismatch({ field: "vector", expected: index.dimension, actual: request.vector.length }),
+          )
         }
         const weights = Scorer.resolveWeights(request.weights)
         const filter = Filter.compile(request.filter)
         const expand = request.expand !== undefined && request.expand.hops > 0 ? request.expand : undefined
         const candidates = Math.ceil(request.k * (expand?.factor ?? 1))
-        // Labels are converted to ids inside the synchronous search: nothing
-        // below holds a label across a yield.
-        const hits: ReadonlyArray<Hit> = yield* nearest(index, request, filter, candidates)
-
-        const direct = new Map<string, Hit>()
-        for (const hit of hits) direct.set(hit.id, hit)
-        let reached: ReadonlyMap<string, Graph.Reached> = new Map()
-        if (expand !== undefined && hits.length > 0) {
-          const expansion = new Graph.Expansion(
-            index.graph,
-            hits.map((h) => h.id),
-            {
-              hops: expand.hops,
-              direction: expand.direction,
-              relations: expand.relations,
-              fanout: expand.fanout ?? config.expandFanout,
-              hopDecay: config.expandHopDecay,
-              prefer: "weight",
-              exists: index.exists,
-            },
-          )
-          yield* timedStage("expand", runExpansion(expansion, config.sliceMs))
-          reached = expansion.result
+        const timings: Record<string, number> = {}
+        const annotate = () => {
+          for (const key of Object.keys(timings)) span.attribute(key, timings[key])
         }
+        // Labels become ids inside this synchronous block: nothing below holds
+        // a label across a yield, when a write could reuse it.
+        const hits = nearest(index, request, filter, candidates, timings)
+        if (performance.now() - started > timeoutMs) return Effect.fail(deadlineExceeded("query"))
 
-        const now = yield* Clock.currentTimeMillis
-        const ranked = yield* timedStage(
-          "score",
-          Effect.gen(function* () {
-            const slice = new Slice(config.sliceMs)
-            const scored: Array<Candidate> = []
-            const add = (id: string, similarity: number, graph: number, origin: string, path: ReadonlyArray<Graph.Step>) => {
-              const attrs = index.attrs.get(id)
-              if (attrs === undefined) return
-              const components: Scorer.Components = {
-                similarity,
-                graph,
-                importance: Scorer.importanceOf(attrs.importance),
-                recency: Scorer.recency(attrs.updatedAt, now, config.recencyHalfLifeMs),
-              }
-              scored.push({ id: id as EntityId, score: Scorer.score(weights, components), components, origin, path })
-            }
-            for (const hit of hits) add(hit.id, Scorer.similarity(index.metric, hit.distance), 1, hit.id, [])
-            if (reached.size > 0) {
-              let queryNorm = 0
-              for (const x of request.vector) queryNorm += x * x
-              queryNorm = Math.sqrt(queryNorm)
-              for (const r of reached.values()) {
-                if (direct.has(r.id)) continue
-                const attrs = index.attrs.get(r.id)
-                if (attrs === undefined) continue
-                if (filter !== undefined && !filter.matches(attrs)) continue
-                // An expanded entity scores its own similarity when it has a vector.
-                const similarity =
-                  attrs.label >= 0
-                    ? Scorer.similarity(index.metric, index.distanceTo(request.vector, queryNorm, attrs.label))
-                    : 0
-                add(r.id, similarity, r.weight, r.origin, r.path)
-                if (slice.due) yield* slice.yieldIfDue
-              }
-            }
-            return Scorer.topK(scored, request.k)
-          }),
-        )
+        const scored: Array<Candidate> = []
+        const add = (id: string, similarity: number, graph: number, origin: string, path: ReadonlyArray<Graph.Step>) => {
+          const attrs = index.attrs.get(id)
+          if (attrs === undefined) return
+          const components: Scorer.Components = {
+            similarity,
+            graph,
+            importance: Scorer.importanceOf(attrs.importance),
+            recency: Scorer.recency(attrs.updatedAt, now, config.recencyHalfLifeMs),
+          }
+          scored.push({ id: id as EntityId, score: Scorer.score(weights, components), components, origin, path })
+        }
+        const scoreStarted = performance.now()
+        for (const hit of hits) add(hit.id, Scorer.similarity(index.metric, hit.distance), 1, hit.id, [])
+        let scoreMs = performance.now() - scoreStarted
 
-        const entities =
-          request.includeEntities === false
-            ? undefined
-            : yield* fetchEntities(
+        const expandAndScore: Effect.Effect<void> =
+          expand === undefined || hits.length === 0
+            ? Effect.void
+            : Effect.gen(function* () {
+                const expansion = new Graph.Expansion(
+                  index.graph,
+                  hits.map((h) => h.id),
+                  {
+                    hops: expand.hops,
+                    direction: expand.direction,
+                    relations: expand.relations,
+                    fanout: expand.fanout ?? config.expandFanout,
+                    hopDecay: config.expandHopDecay,
+                    prefer: "weight",
+                    exists: index.exists,
+                  },
+                )
+                yield* timedStage("expand", runExpansion(expansion, config.sliceMs))
+                const reached = expansion.result
+                const direct = new Set(hits.map((h) => h.id))
+                const queryNorm = vectorNorm(request.vector)
+                const slice = new Slice(config.sliceMs)
+                const t0 = performance.now()
+                for (const r of reached.values()) {
+                  if (direct.has(r.id)) continue
+                  const attrs = index.attrs.get(r.id)
+                  if (attrs === undefined) continue
+                  if (filter !== undefined && !filter.matches(attrs)) continue
+                  // An expanded entity scores its own similarity when it has a vector.
+                  const similarity =
+                    attrs.label >= 0
+                      ? Scorer.similarity(index.metric, index.distanceTo(request.vector, queryNorm, attrs.label))
+                      : 0
+                  add(r.id, similarity, r.weight, r.origin, r.path)
+                  if (slice.due) yield* slice.yieldIfDue
+                }
+                scoreMs += performance.now() - t0
+              })
+
+        const rankSync = (): ReadonlyArray<Candidate> => {
+          const t0 = performance.now()
+          const ranked = Scorer.topK(scored, request.k)
+          scoreMs += performance.now() - t0
+          stageMetrics.score.unsafeUpdate(scoreMs / 1000, [])
+          timings["score.ms"] = scoreMs
+          annotate()
+          return ranked
+        }
+        const fetchAndBuild = (ranked: ReadonlyArray<Candidate>) =>
+          withinDeadline(
+            "query",
+            started,
+            timedStage(
+              "fetch",
+              storage.getMany(
+                tenant,
                 tenant,
                 ranked.map((r) => r.id),
-              )
-        const includeVectors = request.includeVectors === true
-        const results: Array<QueryResult> = []
-        for (let i = 0; i < ranked.length; i++) {
-          const r = ranked[i]!
-          let entity: Entity | undefined
-          if (entities !== undefined) {
-            entity = entities[i]
-            // Deleted between the search and the fetch: the row is gone, so is the result.
-            if (entity === undefined) continue
-            entity = stripVector(entity, includeVectors)
-          }
-          const explain =
-            request.explain === true
-              ? new ScoreExplain(
-                  {
-                    ...r.components,
-                    weights: { ...weights },
-                    origin: r.origin as EntityId,
-                    path: toPathSteps(r.path),
-                  },
-                  true,
-                )
-              : undefined
-          results.push(
-            new QueryResult(
-              {
-                id: r.id,
-                score: r.score,
-                ...(entity !== undefined ? { entity } : {}),
-                ...(explain !== undefined ? { explain } : {}),
-              },
-              true,
+              ),
             ),
-          )
-        }
-        return results
-      }).pipe(withDeadline("query"), Effect.withSpan("QueryExecutor.query", { attributes: { tenant } }))
+          ).pipe(Effect.map((entities) => buildResults(request, weights, ranked, entities)))
 
-    const traverse = (tenant: TenantId, request: TraverseRequest) =>
-      Effect.gen(function* () {
+        // The common case stays synchronous up to the fetch.
+        if (expand === undefined) {
+          const ranked = rankSync()
+          return request.includeEntities === false
+            ? Effect.succeed(buildResults(request, weights, ranked, undefined))
+            : fetchAndBuild(ranked).pipe(Effect.withParentSpan(span))
+        }
+        return withinDeadline("query", started, Effect.zipRight(expandAndScore, Effect.sync(rankSync))).pipe(
+          Effect.flatMap((ranked) =>
+            request.includeEntities === false
+              ? Effect.succeed(buildResults(request, weights, ranked, undefined))
+              : fetchAndBuild(ranked),
+          ),
+          Effect.withParentSpan(span),
+        )
+        }),
+      )
+
+    const traverse = (tenant: TenantId, request: TraverseRequest): Effect.Effect<ReadonlyArray<TraverseResult>, QueryError> =>
+      Effect.suspend(() => {
+        const started = performance.now()
         const index = tenants.get(tenant)
-        if (index === undefined) return []
+        if (index === undefined) return Effect.succeed([])
         const expansion = new Graph.Expansion(index.graph, request.from, {
           hops: request.hops,
           direction: request.direction,
@@ -279,38 +363,45 @@ export const make: Effect.Effect<QueryExecutorShape, never, Tenants | StorageEng
           prefer: "depth",
           exists: index.exists,
         })
-        yield* timedStage("traverse", runExpansion(expansion, config.sliceMs))
-        const reached = [...expansion.result.values()]
-          .sort(
-            (a, b) =>
-              a.depth - b.depth || b.weight - a.weight || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0),
-          )
-          .slice(0, request.limit ?? DEFAULT_TRAVERSE_LIMIT)
-        const entities = yield* fetchEntities(
-          tenant,
-          reached.map((r) => r.id as EntityId),
+        return withinDeadline(
+          "traverse",
+          started,
+          Effect.gen(function* () {
+            yield* timedStage("traverse", runExpansion(expansion, config.sliceMs))
+            const reached = [...expansion.result.values()]
+              .sort((a, b) => a.depth - b.depth || b.weight - a.weight || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
+              .slice(0, request.limit ?? DEFAULT_TRAVERSE_LIMIT)
+            const entities = yield* timedStage(
+              "fetch",
+              storage.getMany(
+                tenant,
+                tenant,
+                reached.map((r) => r.id as EntityId),
+              ),
+            )
+            const includeVectors = request.includeVectors === true
+            const results: Array<TraverseResult> = []
+            for (let i = 0; i < reached.length; i++) {
+              const r = reached[i]!
+              const entity = entities[i]
+              if (entity === undefined) continue
+              results.push(
+                new TraverseResult(
+                  {
+                    id: r.id as EntityId,
+                    depth: r.depth,
+                    weight: r.weight,
+                    path: toPathSteps(r.path),
+                    entity: stripVector(entity, includeVectors),
+                  },
+                  true,
+                ),
+              )
+            }
+            return results
+          }),
         )
-        const includeVectors = request.includeVectors === true
-        const results: Array<TraverseResult> = []
-        for (let i = 0; i < reached.length; i++) {
-          const r = reached[i]!
-          const entity = entities[i]
-          if (entity === undefined) continue
-          results.push(
-            new TraverseResult(
-              {
-                id: r.id as EntityId,
-                depth: r.depth,
-                weight: r.weight,
-                path: toPathSteps(r.path),
-                entity: stripVector(entity, includeVectors),
-              },
-              true,
-            ),
-          )
-        }
-        return results
-      }).pipe(withDeadline("traverse"), Effect.withSpan("QueryExecutor.traverse", { attributes: { tenant } }))
+      }).pipe(Effect.withSpan("QueryExecutor.traverse", { captureStackTrace: false, attributes: { tenant } }))
 
     const shape: QueryExecutorShape = { query, traverse }
     return shape

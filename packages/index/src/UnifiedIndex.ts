@@ -315,7 +315,13 @@ export const make: Effect.Effect<
     Effect.forEach([...tenants.values()], snapshotTenant, { discard: true }),
   )
 
-  yield* applyCommits.pipe(Effect.forever, Effect.forkScoped)
+  // A defect here (hnswlib out of memory, a broken invariant) stops the index
+  // from following storage; it must be loud, never a silent stale index.
+  yield* applyCommits.pipe(
+    Effect.forever,
+    Effect.tapErrorCause((cause) => Effect.logError("index apply loop stopped", cause)),
+    Effect.forkScoped,
+  )
   yield* Queue.take(tableChanges).pipe(
     Effect.flatMap(({ tenants: changed }) => Effect.forEach(changed, resync, { discard: true })),
     Effect.forever,

@@ -1,0 +1,300 @@
+/**
+ * `npm run bench -- index [--quick] [--n N] [--dim D] [--queries Q] [--storage real|fake]`
+ *
+ * On a seeded Gaussian mixture (default 100,000 × 128; --quick: 20,000), in one
+ * process, prints:
+ * - ingest rate through the storage engine + UnifiedIndex (durable writes,
+ *   then wait until the index reflects them) next to raw hnswlib-node addPoint;
+ * - single-thread query QPS and p50/p99 through the QueryExecutor next to raw
+ *   searchKnn at the same ef, with recall@10 of both against brute force;
+ * - RSS; restart-to-ready from the snapshot vs a rebuild from storage.
+ *
+ * Needs a build (`npx tsc -b`): workspace packages resolve to their dist.
+ */
+import * as Fs from "node:fs"
+import * as Os from "node:os"
+import * as Path from "node:path"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Layer from "effect/Layer"
+import * as Logger from "effect/Logger"
+import * as LogLevel from "effect/LogLevel"
+import * as Schema from "effect/Schema"
+import * as Scope from "effect/Scope"
+import hnswlib from "hnswlib-node"
+import { Entity, QueryRequest, type TenantId } from "@allidb/core"
+import { StorageEngine } from "@allidb/storage"
+import * as IndexConfig from "../../packages/index/src/IndexConfig.js"
+import * as QueryExecutor from "../../packages/index/src/QueryExecutor.js"
+import * as UnifiedIndex from "../../packages/index/src/UnifiedIndex.js"
+import * as FakeStorage from "../../packages/index/test/FakeStorage.js"
+
+const args = process.argv.slice(2)
+const flag = (name: string) => args.includes(`--${name}`)
+const option = (name: string, fallback: string) => {
+  const i = args.indexOf(`--${name}`)
+  return i >= 0 && args[i + 1] !== undefined ? args[i + 1]! : fallback
+}
+const quick = flag("quick")
+const N = Number(option("n", quick ? "20000" : "100000"))
+const DIM = Number(option("dim", "128"))
+const QUERIES = Number(option("queries", quick ? "200" : "300"))
+const QUERY_ROUNDS = Number(option("rounds", "5"))
+const K = 10
+const EF = 64
+const M = 16
+const EF_CONSTRUCTION = 200
+const BATCH = 500
+const SEED = Number(option("seed", "42"))
+const storageKind = option("storage", "real")
+const T = "bench" as TenantId
+
+// --- data: a seeded Gaussian mixture; queries are held-out draws of it ------
+const rng = (seed: number) => {
+  let a = seed >>> 0
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0
+    let t = a
+    t = Math.imul(t ^ (t >>> 15), t | 1)
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
+}
+const random = rng(SEED)
+const normal = () => Math.sqrt(-2 * Math.log(Math.max(random(), 1e-12))) * Math.cos(2 * Math.PI * random())
+const CLUSTERS = 100
+const centres = Array.from({ length: CLUSTERS }, () => Array.from({ length: DIM }, () => random() * 2 - 1))
+const draw = () => {
+  const c = centres[Math.floor(random() * CLUSTERS)]!
+  return c.map((x) => x + normal() * 0.5)
+}
+const vectors: Array<Array<number>> = Array.from({ length: N }, draw)
+const queries: Array<Array<number>> = Array.from({ length: QUERIES }, draw)
+
+const mb = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(0)} MiB`
+const pct = (xs: Array<number>, p: number) => {
+  const s = [...xs].sort((a, b) => a - b)
+  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!
+}
+const log = (line: string) => console.log(line)
+/** CPU seconds (user + system) this process used since `since`: robust to a shared, busy host. */
+const cpuSeconds = (since: NodeJS.CpuUsage) => {
+  const d = process.cpuUsage(since)
+  return (d.user + d.system) / 1e6
+}
+
+// --- ground truth (cosine, exact) -----------------------------------------
+const groundTruth = (): Array<Array<number>> => {
+  const flat = new Float32Array(N * DIM)
+  const norms = new Float32Array(N)
+  for (let i = 0; i < N; i++) {
+    let n = 0
+    for (let j = 0; j < DIM; j++) {
+      flat[i * DIM + j] = vectors[i]![j]!
+      n += vectors[i]![j]! ** 2
+    }
+    norms[i] = Math.sqrt(n)
+  }
+  return queries.map((q) => {
+    const qn = Math.hypot(...q)
+    const best: Array<[number, number]> = []
+    for (let i = 0; i < N; i++) {
+      let dot = 0
+      const base = i * DIM
+      for (let j = 0; j < DIM; j++) dot += flat[base + j]! * q[j]!
+      const d = 1 - dot / (norms[i]! * qn)
+      if (best.length < K || d < best[best.length - 1]![0]) {
+        best.push([d, i])
+        best.sort((a, b) => a[0] - b[0])
+        if (best.length > K) best.pop()
+      }
+    }
+    return best.map(([, i]) => i)
+  })
+}
+
+const recall = (truth: Array<Array<number>>, got: Array<Array<number>>) => {
+  let hit = 0
+  for (let q = 0; q < truth.length; q++) {
+    const set = new Set(got[q])
+    for (const t of truth[q]!) if (set.has(t)) hit++
+  }
+  return hit / (truth.length * K)
+}
+
+// --- the stack ---------------------------------------------------------------
+const storageLayer = (dataDir: string): Layer.Layer<StorageEngine.StorageEngine> =>
+  storageKind === "fake"
+    ? Layer.effect(StorageEngine.StorageEngine, FakeStorage.make(fakeState))
+    : (StorageEngine.layerFrom({ dataDir, syncMode: "always" }) as unknown as Layer.Layer<StorageEngine.StorageEngine>)
+const fakeState = FakeStorage.makeState()
+
+interface Stack {
+  readonly storage: StorageEngine.StorageEngineShape
+  readonly index: UnifiedIndex.UnifiedIndexShape
+  readonly executor: QueryExecutor.QueryExecutorShape
+  readonly scope: Scope.CloseableScope
+}
+
+const openStack = (dataDir: string): Effect.Effect<Stack> =>
+  Effect.gen(function* () {
+    const scope = yield* Scope.make()
+    const config = IndexConfig.layer({ dataDir, snapshotIntervalMs: 0, m: M, efConstruction: EF_CONSTRUCTION, efSearch: EF })
+    const stack = QueryExecutor.layer.pipe(
+      Layer.provideMerge(UnifiedIndex.layer),
+      Layer.provideMerge(Layer.merge(storageLayer(dataDir), config)),
+    )
+    const context = yield* Layer.buildWithScope(stack, scope).pipe(Effect.orDie)
+    return {
+      storage: Context.get(context, StorageEngine.StorageEngine),
+      index: Context.get(context, UnifiedIndex.UnifiedIndex),
+      executor: Context.get(context, QueryExecutor.QueryExecutor),
+      scope,
+    }
+  })
+
+const program = Effect.gen(function* () {
+  log(`index benchmark: ${N} × ${DIM} (seeded Gaussian mixture, ${CLUSTERS} clusters, seed ${SEED}), M=${M}, efConstruction=${EF_CONSTRUCTION}, ef=${EF}, k=${K}`)
+  log(`storage: ${storageKind === "fake" ? "in-memory fake (NOT durable)" : "real StorageEngine stack, syncMode=always (durable)"}; ${Os.cpus().length} CPUs, load average ${Os.loadavg().map((x) => x.toFixed(1)).join(" ")}`)
+  const truth = groundTruth()
+
+  // raw hnswlib-node, same process
+  const raw = new hnswlib.HierarchicalNSW("cosine", DIM)
+  raw.initIndex(N, M, EF_CONSTRUCTION, 100)
+  let t0 = performance.now()
+  let cpu0 = process.cpuUsage()
+  for (let i = 0; i < N; i++) raw.addPoint(vectors[i]!, i)
+  const rawInsertSeconds = (performance.now() - t0) / 1000
+  const rawInsertCpu = cpuSeconds(cpu0)
+
+  // through the engine
+  const dataDir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "allidb-bench-index-"))
+  const stack = yield* openStack(dataDir)
+  const batches = Array.from({ length: Math.ceil(N / BATCH) }, (_, b) =>
+    vectors.slice(b * BATCH, (b + 1) * BATCH).map(
+      (vector, j): StorageEngine.Mutation => ({
+        _tag: "PutEntity",
+        tenant: T,
+        entity: new Entity({ id: `e${b * BATCH + j}` as Entity["id"], vector, updatedAt: 0 }, true),
+      }),
+    ),
+  )
+  t0 = performance.now()
+  cpu0 = process.cpuUsage()
+  let lastSeq = 0
+  yield* Effect.forEach(
+    batches,
+    (batch) =>
+      stack.storage.write(T, batch).pipe(
+        Effect.tap(({ seq }) =>
+          Effect.sync(() => {
+            lastSeq = Math.max(lastSeq, seq)
+          }),
+        ),
+      ),
+    { concurrency: 4, discard: true },
+  ).pipe(Effect.orDie)
+  const writtenSeconds = (performance.now() - t0) / 1000
+  yield* stack.index.awaitSeq(lastSeq)
+  const ingestSeconds = (performance.now() - t0) / 1000
+  const ingestCpu = cpuSeconds(cpu0)
+
+  const requests = queries.map((vector) =>
+    Schema.decodeUnknownSync(QueryRequest)({ vector, k: K, ef: EF, include_entities: false }),
+  )
+  const withEntities = queries.map((vector) => Schema.decodeUnknownSync(QueryRequest)({ vector, k: K, ef: EF }))
+  // Raw searchKnn and the executor take turns, a round of every query each,
+  // so machine noise (this host is shared) and cache warmth hit both alike.
+  raw.setEf(EF)
+  const rawLatencies: Array<number> = []
+  const rawGot: Array<Array<number>> = []
+  const latencies: Array<number> = []
+  const got: Array<Array<number>> = []
+  for (const r of requests.slice(0, 50)) {
+    yield* stack.executor.query(T, r).pipe(Effect.orDie)
+    raw.searchKnn(r.vector as Array<number>, K)
+  }
+  let rawSeconds = 0
+  let querySeconds = 0
+  for (let round = 0; round < QUERY_ROUNDS; round++) {
+    let t = performance.now()
+    for (let q = 0; q < QUERIES; q++) {
+      const s = performance.now()
+      const r = raw.searchKnn(queries[q]!, K)
+      rawLatencies.push(performance.now() - s)
+      if (round === 0) rawGot.push(r.neighbors)
+    }
+    rawSeconds += (performance.now() - t) / 1000
+    t = performance.now()
+    for (let q = 0; q < QUERIES; q++) {
+      const s = performance.now()
+      const r = yield* stack.executor.query(T, requests[q]!).pipe(Effect.orDie)
+      latencies.push(performance.now() - s)
+      if (round === 0) got.push(r.map((x) => Number(x.id.slice(1))))
+    }
+    querySeconds += (performance.now() - t) / 1000
+  }
+  const rawQps = (QUERIES * QUERY_ROUNDS) / rawSeconds
+  const rawRecall = recall(truth, rawGot)
+  const qps = (QUERIES * QUERY_ROUNDS) / querySeconds
+  const engineRecall = recall(truth, got)
+  t0 = performance.now()
+  for (const r of withEntities) yield* stack.executor.query(T, r).pipe(Effect.orDie)
+  const qpsWithEntities = QUERIES / ((performance.now() - t0) / 1000)
+  const rssLoaded = process.memoryUsage().rss
+
+  t0 = performance.now()
+  yield* stack.index.snapshot
+  const snapshotSeconds = (performance.now() - t0) / 1000
+  yield* Scope.close(stack.scope, Exit.void)
+
+  // Storage alone, to tell its start-up (WAL replay, manifest) from the index's.
+  const storageOpen = yield* Effect.gen(function* () {
+    const scope = yield* Scope.make()
+    const s0 = performance.now()
+    yield* Layer.buildWithScope(storageLayer(dataDir), scope).pipe(Effect.orDie)
+    const seconds = (performance.now() - s0) / 1000
+    yield* Scope.close(scope, Exit.void)
+    return seconds
+  })
+  // restart from the snapshot
+  t0 = performance.now()
+  const fromSnapshot = yield* openStack(dataDir)
+  const snapshotRestart = (performance.now() - t0) / 1000
+  const check = yield* fromSnapshot.executor.query(T, requests[0]!).pipe(Effect.orDie)
+  yield* Scope.close(fromSnapshot.scope, Exit.void)
+  // restart without one: a rebuild from storage
+  Fs.rmSync(Path.join(dataDir, "index"), { recursive: true, force: true })
+  t0 = performance.now()
+  const rebuilt = yield* openStack(dataDir)
+  const rebuildRestart = (performance.now() - t0) / 1000
+  const check2 = yield* rebuilt.executor.query(T, requests[0]!).pipe(Effect.orDie)
+  yield* Scope.close(rebuilt.scope, Exit.void)
+  Fs.rmSync(dataDir, { recursive: true, force: true })
+
+  const rawInsertRate = N / rawInsertSeconds
+  const ingestRate = N / ingestSeconds
+  log("")
+  log("| measure | AlliDB (engine + index) | raw hnswlib-node | ratio |")
+  log("|---|---|---|---|")
+  log(`| ingest, vectors/s (wall) | ${ingestRate.toFixed(0)} (writes acked in ${writtenSeconds.toFixed(1)} s, indexed in ${ingestSeconds.toFixed(1)} s) | ${rawInsertRate.toFixed(0)} (addPoint) | ${(ingestRate / rawInsertRate).toFixed(2)}× |`)
+  log(`| ingest, vectors per CPU-second | ${(N / ingestCpu).toFixed(0)} | ${(N / rawInsertCpu).toFixed(0)} | ${(rawInsertCpu / ingestCpu).toFixed(2)}× |`)
+  log(`| query QPS, 1 thread, ef=${EF} | ${qps.toFixed(0)} (ids only), ${qpsWithEntities.toFixed(0)} with entities fetched | ${rawQps.toFixed(0)} (searchKnn) | ${(qps / rawQps).toFixed(2)}× |`)
+  log(`| query p50 / p99, ms | ${pct(latencies, 50).toFixed(3)} / ${pct(latencies, 99).toFixed(3)} | ${pct(rawLatencies, 50).toFixed(3)} / ${pct(rawLatencies, 99).toFixed(3)} | |`)
+  log(`| recall@10 | ${engineRecall.toFixed(4)} | ${rawRecall.toFixed(4)} | |`)
+  log(`| restart to ready, s (storage open + index) | from snapshot ${snapshotRestart.toFixed(2)} | rebuild from storage ${rebuildRestart.toFixed(2)} | ${(rebuildRestart / snapshotRestart).toFixed(1)}× faster |`)
+  log(`| of which the index, s (minus a storage-only open of ${storageOpen.toFixed(2)} s) | ${(snapshotRestart - storageOpen).toFixed(2)} | ${(rebuildRestart - storageOpen).toFixed(2)} | ${((rebuildRestart - storageOpen) / Math.max(0.001, snapshotRestart - storageOpen)).toFixed(1)}× faster |`)
+  log(`| snapshot write, s | ${snapshotSeconds.toFixed(2)} | | |`)
+  log(`| RSS after load (both indexes in memory) | ${mb(rssLoaded)} | | |`)
+  log("")
+  const before = `e${got[0]![0]}`
+  log(`top-1 of query 0 before / after snapshot restart / after rebuild: ${before} / ${check[0]?.id} / ${check2[0]?.id}`)
+})
+
+Effect.runPromise(
+  program.pipe(Effect.provide(Logger.minimumLogLevel(LogLevel.Warning))),
+).catch((e) => {
+  console.error(e)
+  process.exit(1)
+})
