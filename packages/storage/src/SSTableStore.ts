@@ -264,7 +264,7 @@ export const make: Effect.Effect<SSTableStoreShape, StorageFailure | Corruption,
 
     /** Writes rows into a new, not yet live table; its handle is closed and its file removed if what follows fails. */
     const writeNew = <E>(
-      rows: Reader.Cursor<E>,
+      rows: Reader.Cursor<E> | Iterable<Row.KeyedRow>,
       onBytes: ((bytes: number) => Effect.Effect<void>) | undefined,
     ): Effect.Effect<Handle | undefined, E | StorageFailure | Corruption> =>
       Effect.gen(function* () {
@@ -301,7 +301,7 @@ export const make: Effect.Effect<SSTableStoreShape, StorageFailure | Corruption,
       flush: (rows, maxSeq) =>
         Effect.uninterruptibleMask((restore) =>
           Effect.gen(function* () {
-            const handle = yield* restore(writeNew(Reader.fromIterable(rows), undefined))
+            const handle = yield* restore(writeNew<never>(rows, undefined))
             // suspend: read `live` and `flushedSeq` only once the lock is held
             yield* lock
               .withPermits(1)(

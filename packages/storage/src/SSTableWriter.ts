@@ -10,6 +10,7 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import type { DiskShape } from "./Disk.js"
 import * as Format from "./SSTableFormat.js"
+import type * as Row from "./Row.js"
 import type { Cursor } from "./SSTableReader.js"
 
 /** Bytes gathered before one append: few syscalls without holding a whole table in memory. */
@@ -29,6 +30,19 @@ export interface Written {
   readonly fileBytes: number
 }
 
+const isIterable = <E>(rows: Cursor<E> | Iterable<Row.KeyedRow>): rows is Iterable<Row.KeyedRow> =>
+  Symbol.iterator in rows
+
+/** Adds rows until a chunk is ready or the rows end; true at the end. */
+const fillChunk = (it: Iterator<Row.KeyedRow>, builder: Format.TableBuilder): boolean => {
+  for (;;) {
+    const r = it.next()
+    if (r.done) return true
+    builder.add(r.value.key, r.value.row)
+    if (builder.pendingBytes >= WRITE_CHUNK_BYTES) return false
+  }
+}
+
 const joinPath = (dir: string, name: string): string => (dir.endsWith("/") ? `${dir}${name}` : `${dir}/${name}`)
 
 /**
@@ -36,11 +50,11 @@ const joinPath = (dir: string, name: string): string => (dir.endsWith("/") ? `${
  * file, when the cursor yields no rows. On failure or interruption the
  * temporary file is removed (best effort; the store's open sweeps leftovers).
  */
-export const write = <E>(
+export const write = <E = never>(
   disk: DiskShape,
   dir: string,
   name: string,
-  rows: Cursor<E>,
+  rows: Cursor<E> | Iterable<Row.KeyedRow>,
   options: WriteOptions,
 ): Effect.Effect<Written | undefined, E | StorageFailure> => {
   const finalPath = joinPath(dir, name)
@@ -55,11 +69,22 @@ export const write = <E>(
         const append = file.append(bytes)
         return options.onBytes === undefined ? append : Effect.zipRight(append, options.onBytes(bytes.length))
       })
-      for (;;) {
-        const next = yield* rows.next
-        if (next === undefined) break
-        builder.add(next.key, next.row)
-        if (builder.pendingBytes >= WRITE_CHUNK_BYTES) yield* flushPending
+      if (isIterable(rows)) {
+        // A memtable flush: rows are in memory, so fill a whole chunk synchronously
+        // between appends instead of paying an effect step per row.
+        const it = rows[Symbol.iterator]()
+        let done = false
+        while (!done) {
+          done = fillChunk(it, builder)
+          yield* flushPending
+        }
+      } else {
+        for (;;) {
+          const next = yield* rows.next
+          if (next === undefined) break
+          builder.add(next.key, next.row)
+          if (builder.pendingBytes >= WRITE_CHUNK_BYTES) yield* flushPending
+        }
       }
       if (builder.rows === 0) return undefined
       const properties = builder.finish()
