@@ -1,0 +1,104 @@
+/**
+ * The ef sweep shared by `query` and `scale`: every system answers the same
+ * queries at each ef, rounds interleaved (round r of every system before round
+ * r+1 of any) so a noisy neighbour on this shared machine hits all alike.
+ * QPS is the median over rounds; latency percentiles pool every round.
+ */
+import { type Dataset, queryOf, recallAt10, type Truth } from "./_data.js"
+import { fmt, median, now, percentile, runConcurrent, table } from "./_lib.js"
+
+export interface System {
+  readonly name: string
+  /** "in-process" or "HTTP ×c" etc. */
+  readonly mode: string
+  readonly concurrency: number
+  readonly setEf: (ef: number) => Promise<void> | void
+  /** Entity indexes, best first. */
+  readonly search: (q: Float32Array, ef: number) => Promise<ArrayLike<number>> | ArrayLike<number>
+}
+
+export interface Point {
+  readonly system: string
+  readonly mode: string
+  readonly concurrency: number
+  readonly ef: number
+  readonly recall: number
+  readonly qps: number
+  readonly qpsRounds: ReadonlyArray<number>
+  readonly p50: number
+  readonly p99: number
+}
+
+export const sweep = async (
+  d: Dataset,
+  truth: Truth,
+  systems: ReadonlyArray<System>,
+  efs: ReadonlyArray<number>,
+  rounds: number,
+  queries = truth.count,
+): Promise<Array<Point>> => {
+  const state = new Map<string, { qps: Array<number>; lat: Array<number>; got: Array<ArrayLike<number>> }>()
+  const keyOf = (s: System, ef: number) => `${s.name}|${s.mode}|${ef}`
+  for (let r = 0; r < rounds; r++) {
+    for (const s of systems) {
+      for (const ef of efs) {
+        await s.setEf(ef)
+        const k = keyOf(s, ef)
+        const st = state.get(k) ?? { qps: [], lat: [], got: new Array<ArrayLike<number>>(queries) }
+        state.set(k, st)
+        // Warm-up: a few queries outside the clock.
+        for (let q = 0; q < Math.min(20, queries); q++) await s.search(queryOf(d, q), ef)
+        if (s.concurrency === 1) {
+          const t0 = now()
+          for (let q = 0; q < queries; q++) {
+            const t = now()
+            const got = await s.search(queryOf(d, q), ef)
+            st.lat.push(now() - t)
+            if (r === 0) st.got[q] = got
+          }
+          st.qps.push(queries / ((now() - t0) / 1000))
+        } else {
+          const run = await runConcurrent(queries, s.concurrency, async (q) => {
+            const got = await s.search(queryOf(d, q), ef)
+            if (r === 0) st.got[q] = got
+          })
+          st.lat.push(...run.latencies)
+          st.qps.push(queries / run.seconds)
+        }
+      }
+    }
+  }
+  const points: Array<Point> = []
+  for (const s of systems) {
+    for (const ef of efs) {
+      const st = state.get(keyOf(s, ef))!
+      points.push({
+        system: s.name,
+        mode: s.mode,
+        concurrency: s.concurrency,
+        ef,
+        recall: recallAt10(truth, st.got),
+        qps: median(st.qps),
+        qpsRounds: st.qps.map((x) => Math.round(x)),
+        p50: percentile(st.lat, 50),
+        p99: percentile(st.lat, 99),
+      })
+    }
+  }
+  return points
+}
+
+export const printSweep = (title: string, points: ReadonlyArray<Point>): string =>
+  table(
+    title,
+    ["system", "mode", "ef", "recall@10", "QPS (median)", "p50 ms", "p99 ms"],
+    points.map((p) => [p.system, p.mode, String(p.ef), fmt(p.recall, 3), fmt(p.qps), fmt(p.p50, 2), fmt(p.p99, 2)]),
+  )
+
+/** The cheapest sweep point of a system/mode reaching the recall target (or its best recall when none does). */
+export const atRecall = (points: ReadonlyArray<Point>, system: string, mode: string, target: number): Point | undefined => {
+  const mine = points.filter((p) => p.system === system && p.mode === mode)
+  const ok = mine.filter((p) => p.recall >= target).sort((a, b) => b.qps - a.qps)
+  if (ok.length > 0) return ok[0]
+  return [...mine].sort((a, b) => b.recall - a.recall)[0]
+}
