@@ -161,6 +161,8 @@ describe("Memtable", () => {
     assert.strictEqual(map.maxSeq, n)
     // ≥ 1 KiB of vector per row must be counted
     assert.isAbove(map.bytes, n * 1024)
-    assert.isAbove(perSec, 100_000)
+    // ~800k/s on an idle 2-core machine; the bound is loose so a busy CI box does
+    // not flake, yet an O(n) insert (a sorted array, say) would fall far below it
+    assert.isAbove(perSec, 50_000)
   })
 })
