@@ -9,9 +9,7 @@
 import type { Coordinator } from "@allidb/cluster"
 import type { TenantId } from "@allidb/core"
 import { ClientError, InvalidInput, PayloadTooLarge } from "@allidb/core"
-import * as HttpIncomingMessage from "@effect/platform/HttpIncomingMessage"
 import * as HttpLayerRouter from "@effect/platform/HttpLayerRouter"
-import type * as HttpServerError from "@effect/platform/HttpServerError"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import * as Cause from "effect/Cause"
@@ -30,9 +28,9 @@ import * as Limits from "./Limits.js"
 type Services = Coordinator.Coordinator | Auth.Auth | ApiConfig.ApiConfig | Limits.RateLimiter
 
 /**
- * Reads the JSON body under the configured size limit. A declared
- * Content-Length over the limit is refused before reading; a body that turns
- * out larger is cut off while streaming.
+ * Reads the JSON body under the configured size limit (the shared reader: a
+ * declared Content-Length over the limit is refused before reading, a longer
+ * stream is cut off and drained so the client still gets its 413).
  */
 const readJson = (
   request: HttpServerRequest.HttpServerRequest,
@@ -41,13 +39,7 @@ const readJson = (
   Effect.gen(function* () {
     const declared = Number(request.headers["content-length"])
     if (Number.isFinite(declared) && declared > limitBytes) return yield* new PayloadTooLarge({ limitBytes })
-    const text = yield* HttpIncomingMessage.withMaxBodySize(request.text, Option.some(limitBytes)).pipe(
-      Effect.mapError((error: HttpServerError.RequestError) =>
-        error.cause instanceof Error && error.cause.message === "maxBytes exceeded"
-          ? new PayloadTooLarge({ limitBytes })
-          : new InvalidInput({ field: "body", message: "body: could not be read" }),
-      ),
-    )
+    const text = yield* Limits.readBodyText(request, limitBytes)
     if (text.trim() === "") return yield* new InvalidInput({ field: "body", message: "body: must be a JSON object" })
     return yield* Effect.try({
       try: () => JSON.parse(text) as unknown,
