@@ -18,6 +18,7 @@ import {
   type TenantId,
   TraverseRequest,
 } from "@allidb/core"
+import { Metrics } from "@allidb/observability"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
@@ -166,7 +167,9 @@ export const layerAuthentication: Layer.Layer<Api.Authentication, never, Auth.Au
     Api.Authentication.of({
       apiKey: (key) =>
         Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) =>
-          auth.authenticate(Redacted.value(key), Option.getOrUndefined(request.remoteAddress)),
+          auth
+            .authenticate(Redacted.value(key), Option.getOrUndefined(request.remoteAddress))
+            .pipe(Effect.tapError(() => Metrics.recordRejected("http", "unauthenticated"))),
         ),
     }),
   ),

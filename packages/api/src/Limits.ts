@@ -11,10 +11,12 @@
 import { randomUUID } from "node:crypto"
 import { IncomingMessage } from "node:http"
 import * as HttpIncomingMessage from "@effect/platform/HttpIncomingMessage"
+import * as HttpRouter from "@effect/platform/HttpRouter"
 import * as HttpServerError from "@effect/platform/HttpServerError"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import { DeadlineExceeded, InvalidInput, PayloadTooLarge, RateLimited } from "@allidb/core"
+import { Metrics, RequestTelemetry, Tracing } from "@allidb/observability"
 import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
@@ -120,6 +122,24 @@ export interface HttpLimitsOptions {
   readonly deadline: boolean
   /** Apply the per-key rate limit here (off for /rpc, whose middleware answers a typed error). */
   readonly rateLimit: boolean
+  /** The metrics / span / access-log label of the routes wrapped (default "http"). */
+  readonly surface?: Metrics.Surface | undefined
+}
+
+/** Status label of a request whose client went away before the answer (nginx's convention). */
+export const CLIENT_CLOSED_STATUS = 499
+
+const rejectReason = (error: ErrorMapping.ErrorTag): Metrics.RejectReason | undefined => {
+  switch (error) {
+    case "PayloadTooLarge":
+      return "payload_too_large"
+    case "DeadlineExceeded":
+      return "deadline_exceeded"
+    case "InvalidInput":
+      return "invalid_argument"
+    default:
+      return undefined
+  }
 }
 
 const isBodyTooLarge = (error: HttpServerError.RequestError): boolean =>
@@ -213,15 +233,33 @@ export const makeHttpMiddleware = (
     const limiter = yield* RateLimiter
     const maxBytes = ApiConfig.maxBodyBytes(config)
     const timeout = Duration.millis(config.requestTimeoutMs)
+    const surface = options.surface ?? "http"
 
     return <E, R>(app: Effect.Effect<HttpServerResponse.HttpServerResponse, E, R>) =>
-      Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
-        const requestId = pickRequestId(request.headers[REQUEST_ID_HEADER])
-        return serve(app, request, requestId).pipe(
-          Effect.locally(currentRequestId, requestId),
-          Effect.annotateLogs("request_id", requestId),
-        )
-      })
+      Effect.flatMap(
+        Effect.all([HttpServerRequest.HttpServerRequest, Effect.serviceOption(HttpRouter.RouteContext)]),
+        ([request, routeContext]) => {
+          const requestId = pickRequestId(request.headers[REQUEST_ID_HEADER])
+          const declared = Number(request.headers["content-length"])
+          // A template ("/v1/entities/:id"), never a concrete path: metric labels stay bounded.
+          const route = Option.match(routeContext, { onNone: () => "unmatched", onSome: (c) => c.route.path })
+          return serve(app, request, requestId).pipe(
+            RequestTelemetry.observe<HttpServerResponse.HttpServerResponse, E>(
+              {
+                surface,
+                route,
+                method: request.method,
+                requestId,
+                parent: Tracing.parentFromHeaders(request.headers),
+                requestBytes: Number.isFinite(declared) ? declared : undefined,
+              },
+              (exit) => (exit._tag === "Success" ? exit.value.status : CLIENT_CLOSED_STATUS),
+            ),
+            Effect.locally(currentRequestId, requestId),
+            Effect.annotateLogs("request_id", requestId),
+          )
+        },
+      )
 
     function serve<E, R>(
       app: Effect.Effect<HttpServerResponse.HttpServerResponse, E, R>,
@@ -231,8 +269,16 @@ export const makeHttpMiddleware = (
       return Effect.gen(function* () {
         const tag = (response: HttpServerResponse.HttpServerResponse) =>
           HttpServerResponse.setHeader(response, REQUEST_ID_HEADER, requestId)
-        const refuse = (error: Parameters<typeof ErrorMapping.toHttpResponse>[0]) =>
-          Effect.map(ErrorMapping.toHttpResponse(error, requestId), tag)
+        const refuse = (error: Parameters<typeof ErrorMapping.toHttpResponse>[0]) => {
+          const reason = rejectReason(error._tag)
+          const counted =
+            error._tag === "RateLimited"
+              ? Metrics.recordRateLimited(surface)
+              : reason === undefined
+                ? Effect.void
+                : Metrics.recordRejected(surface, reason)
+          return Effect.zipRight(counted, Effect.map(ErrorMapping.toHttpResponse(error, requestId), tag))
+        }
 
         const declared = request.headers["content-length"]
         if (declared !== undefined && Number(declared) > maxBytes) {

@@ -47,7 +47,7 @@ export const routerConfig = { maxParamLength: 2048 } as const
 
 /** Request id, body limit, rate limit, deadline and the defect net for the /v1 routes. */
 const v1Limits = HttpLayerRouter.middleware(
-  Effect.map(Limits.makeHttpMiddleware({ deadline: true, rateLimit: true }), (limits) => (app) => limits(app)),
+  Effect.map(Limits.makeHttpMiddleware({ deadline: true, rateLimit: true, surface: "http" }), (limits) => (app) => limits(app)),
 ).layer
 
 /**
@@ -56,7 +56,7 @@ const v1Limits = HttpLayerRouter.middleware(
  * the RPC middleware, which learns the peer address from this header.
  */
 const rpcLimits = HttpLayerRouter.middleware(
-  Effect.map(Limits.makeHttpMiddleware({ deadline: false, rateLimit: false }), (limits) => (app) =>
+  Effect.map(Limits.makeHttpMiddleware({ deadline: false, rateLimit: false, surface: "rpc" }), (limits) => (app) =>
     limits(
       Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
         const headers = Headers.remove(request.headers, RpcHandlers.PEER_ADDRESS_HEADER)

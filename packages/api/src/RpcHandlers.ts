@@ -11,6 +11,7 @@
 import { randomBytes } from "node:crypto"
 import { Coordinator } from "@allidb/cluster"
 import { DeadlineExceeded, InvalidInput } from "@allidb/core"
+import { Metrics } from "@allidb/observability"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -38,8 +39,12 @@ export const layerAuthentication: Layer.Layer<
       Effect.gen(function* () {
         const apiKey = headers[Auth.API_KEY_HEADER]
         const peer = headers[PEER_ADDRESS_HEADER]
-        const tenant = yield* auth.authenticate(apiKey, peer)
-        yield* limiter.take(Limits.rateLimitKey(apiKey, peer))
+        const tenant = yield* auth
+          .authenticate(apiKey, peer)
+          .pipe(Effect.tapError(() => Metrics.recordRejected("rpc", "unauthenticated")))
+        yield* limiter
+          .take(Limits.rateLimitKey(apiKey, peer))
+          .pipe(Effect.tapError(() => Metrics.recordRateLimited("rpc")))
         return yield* next.pipe(
           Effect.provideService(CurrentTenant, tenant),
           Effect.timeoutFail({

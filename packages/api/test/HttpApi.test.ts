@@ -4,6 +4,9 @@ import { assert, describe, it } from "@effect/vitest"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
+import * as MetricLabel from "effect/MetricLabel"
+import { Metrics as ObservabilityMetrics } from "@allidb/observability"
 import { call, externalAddress, fakeCoordinator, start } from "./support/TestServer.js"
 
 const keys = {
@@ -400,6 +403,30 @@ describe("native HTTP /v1: limits", () => {
       assert.isString(crashed.body.request_id)
       assert.strictEqual(crashed.headers.get("x-request-id"), crashed.body.request_id)
       assert.notInclude(JSON.stringify(crashed.body), "secret")
+    }).pipe(Effect.scoped),
+  )
+})
+
+describe("request telemetry", () => {
+  it.live("every request is counted under its route template and status", () =>
+    Effect.gen(function* () {
+      const s = yield* keyed()
+      const counter = (route: string, status: string) =>
+        Metric.value(
+          Metric.taggedWithLabels(ObservabilityMetrics.requestsTotal, [
+            MetricLabel.make("surface", "http"),
+            MetricLabel.make("route", route),
+            MetricLabel.make("status", status),
+          ]),
+        )
+      const before = yield* counter("/v1/entities/:id", "404")
+      yield* call(s.url, "GET", "/v1/entities/nope-1", { key: A })
+      yield* call(s.url, "GET", "/v1/entities/nope-2", { key: A })
+      const after = yield* counter("/v1/entities/:id", "404")
+      assert.strictEqual(after.count - before.count, 2)
+      const unauthorized = yield* counter("/v1/entities/:id", "401")
+      yield* call(s.url, "GET", "/v1/entities/x")
+      assert.strictEqual((yield* counter("/v1/entities/:id", "401")).count - unauthorized.count, 1)
     }).pipe(Effect.scoped),
   )
 })
