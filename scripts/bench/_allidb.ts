@@ -17,7 +17,7 @@ import * as Logger from "effect/Logger"
 import * as LogLevel from "effect/LogLevel"
 import * as ManagedRuntime from "effect/ManagedRuntime"
 import * as Schema from "effect/Schema"
-import { type Dataset, entityJson, key } from "./_data.js"
+import { type Dataset, dataKey, entityJson } from "./_data.js"
 import { CACHE_DIR, fmt, gitHead, log, now, ROOT, rssOf, sleep } from "./_lib.js"
 
 export const MAIN = Path.join(ROOT, "apps", "allidbd", "dist", "main.js")
@@ -108,10 +108,12 @@ export const loadAll = async (
 
 /**
  * A data dir holding the whole data set (ingested in-process, index snapshot
- * written on close), cached per data set and commit under .bench-cache/db/.
+ * written on close), cached per data set and commit under .bench-cache/db/
+ * (`all` pins the tag for its whole run, so a commit landing mid-run does not
+ * force a reload).
  */
 export const loadedDataDir = async (d: Dataset): Promise<string> => {
-  const dir = Path.join(CACHE_DIR, "db", `${key(d)}-${gitHead()}`)
+  const dir = Path.join(CACHE_DIR, "db", `${dataKey(d)}-${process.env.ALLIDB_BENCH_TAG ?? gitHead()}`)
   if (Fs.existsSync(Path.join(dir, ".complete"))) return dir
   Fs.rmSync(dir, { recursive: true, force: true })
   Fs.mkdirSync(dir, { recursive: true })

@@ -46,6 +46,8 @@ export interface Dataset extends Spec {
 }
 
 export const key = (s: Spec): string => `n${s.n}-d${s.dim}-q${s.queries}-s${s.seed}`
+/** The entities only (queries do not change what is stored). */
+export const dataKey = (s: Spec): string => `n${s.n}-d${s.dim}-s${s.seed}`
 export const label = (s: Spec): string => `${s.n >= 1e6 ? `${s.n / 1e6}M` : s.n >= 1e3 ? `${s.n / 1e3}k` : s.n} × ${s.dim}`
 export const entityId = (i: number): string => `e${i}`
 export const vectorOf = (d: Dataset, i: number): Float32Array => d.vectors.subarray(i * d.dim, (i + 1) * d.dim)

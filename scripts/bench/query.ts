@@ -11,7 +11,7 @@
 import * as Fs from "node:fs"
 import { copyDataDir, ensureBuilt, httpQuery, knnRequest, loadedDataDir, openInProcess, startServer } from "./_allidb.js"
 import { generate, groundTruth, indexOfId, label, type Spec, toArray } from "./_data.js"
-import { fmt, isMain, log, numbers, option, quick, table, writeResult } from "./_lib.js"
+import { flag, fmt, isMain, log, numbers, option, quick, table, writeResult } from "./_lib.js"
 import { ensurePeers, hnswlibSearcher, lanceSearcher, peerVersions, type Searcher, usearchSearcher } from "./_peers.js"
 import { atRecall, type Point, printSweep, type System, sweep } from "./_sweep.js"
 
@@ -132,6 +132,7 @@ export const queryOptionsFromArgs = (): QueryOptions => ({
   rounds: Number(option("rounds", "3")),
   concurrency: numbers("concurrency", "1,4,16"),
   peers: option("peers", "hnswlib,usearch,lancedb").split(",").filter((s) => s !== ""),
+  http: !flag("no-http"),
 })
 
 if (isMain(import.meta.url)) {
