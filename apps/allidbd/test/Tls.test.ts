@@ -59,7 +59,7 @@ const waitHttps = async (url: string): Promise<void> => {
 
 const grpcHealth = (address: string, credentials: grpc.ChannelCredentials): Promise<"ok" | "refused"> => {
   const { client: Client } = Grpc.loadService()
-  const client = new Client(address, credentials) as grpc.Client & {
+  const client = new Client(address, credentials) as unknown as grpc.Client & {
     HealthCheck: (req: object, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null) => void) => void
   }
   return new Promise((resolve) => {
