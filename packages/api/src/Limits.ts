@@ -124,6 +124,8 @@ export interface HttpLimitsOptions {
   readonly rateLimit: boolean
   /** The metrics / span / access-log label of the routes wrapped (default "http"). */
   readonly surface?: Metrics.Surface | undefined
+  /** Record a span, metrics and an access-log line per request (default true; /rpc records per call instead). */
+  readonly telemetry?: boolean | undefined
 }
 
 /** Status label of a request whose client went away before the answer (nginx's convention). */
@@ -243,8 +245,11 @@ export const makeHttpMiddleware = (
           const declared = Number(request.headers["content-length"])
           // A template ("/v1/entities/:id"), never a concrete path: metric labels stay bounded.
           const route = Option.match(routeContext, { onNone: () => "unmatched", onSome: (c) => c.route.path })
-          return serve(app, request, requestId).pipe(
-            RequestTelemetry.observe<HttpServerResponse.HttpServerResponse, E>(
+          const served = serve(app, request, requestId)
+          const observed =
+            options.telemetry === false
+              ? served
+              : RequestTelemetry.observe<HttpServerResponse.HttpServerResponse, E>(
               {
                 surface,
                 route,
@@ -254,7 +259,8 @@ export const makeHttpMiddleware = (
                 requestBytes: Number.isFinite(declared) ? declared : undefined,
               },
               (exit) => (exit._tag === "Success" ? exit.value.status : CLIENT_CLOSED_STATUS),
-            ),
+            )(served)
+          return observed.pipe(
             Effect.locally(currentRequestId, requestId),
             Effect.annotateLogs("request_id", requestId),
           )

@@ -56,7 +56,7 @@ const v1Limits = HttpLayerRouter.middleware(
  * the RPC middleware, which learns the peer address from this header.
  */
 const rpcLimits = HttpLayerRouter.middleware(
-  Effect.map(Limits.makeHttpMiddleware({ deadline: false, rateLimit: false, surface: "rpc" }), (limits) => (app) =>
+  Effect.map(Limits.makeHttpMiddleware({ deadline: false, rateLimit: false, surface: "rpc", telemetry: false }), (limits) => (app) =>
     limits(
       Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
         const headers = Headers.remove(request.headers, RpcHandlers.PEER_ADDRESS_HEADER)

@@ -10,13 +10,16 @@
  */
 import { randomBytes } from "node:crypto"
 import { Coordinator } from "@allidb/cluster"
-import { DeadlineExceeded, InvalidInput } from "@allidb/core"
-import { Metrics } from "@allidb/observability"
+import { type ClientError, DeadlineExceeded, InvalidInput } from "@allidb/core"
+import { Metrics, RequestTelemetry, Tracing } from "@allidb/observability"
+import * as Cause from "effect/Cause"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
 import * as ApiConfig from "./ApiConfig.js"
 import * as Auth from "./Auth.js"
+import * as ErrorMapping from "./ErrorMapping.js"
 import { checkAtMost, readOptions, writeOptions } from "./HttpHandlers.js"
 import * as Limits from "./Limits.js"
 import { CurrentTenant, RpcAuthentication, Rpcs } from "./Rpc.js"
@@ -35,8 +38,8 @@ export const layerAuthentication: Layer.Layer<
     const limiter = yield* Limits.RateLimiter
     const config = yield* ApiConfig.ApiConfig
     const timeout = Duration.millis(config.requestTimeoutMs)
-    return RpcAuthentication.of(({ headers, next, rpc }) =>
-      Effect.gen(function* () {
+    return RpcAuthentication.of(({ headers, next, rpc }) => {
+      const call = Effect.gen(function* () {
         const apiKey = headers[Auth.API_KEY_HEADER]
         const peer = headers[PEER_ADDRESS_HEADER]
         const tenant = yield* auth
@@ -52,8 +55,23 @@ export const layerAuthentication: Layer.Layer<
             onTimeout: () => new DeadlineExceeded({ timeoutMs: config.requestTimeoutMs, operation: rpc._tag }),
           }),
         )
-      }),
-    )
+      })
+      // One span, request count and access-log line per call, labelled by RPC name.
+      const requestId = Limits.pickRequestId(headers[Limits.REQUEST_ID_HEADER])
+      return call.pipe(
+        RequestTelemetry.observe(
+          { surface: "rpc", route: rpc._tag, requestId, parent: Tracing.parentFromHeaders(headers) },
+          (exit) =>
+            exit._tag === "Success"
+              ? "OK"
+              : Cause.failureOption(exit.cause).pipe(
+                  Option.map((error) => ErrorMapping.table[(error as ClientError)._tag]?.grpc ?? "UNKNOWN"),
+                  Option.getOrElse(() => (Cause.isInterruptedOnly(exit.cause) ? "CANCELLED" : "INTERNAL")),
+                ),
+        ),
+        Effect.locally(Limits.currentRequestId, requestId),
+      )
+    })
   }),
 )
 

@@ -5,6 +5,9 @@ import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
+import * as MetricLabel from "effect/MetricLabel"
+import { Metrics as ObservabilityMetrics } from "@allidb/observability"
 import { Coordinator } from "../../cluster/src/Coordinator.js"
 import { externalAddress, fakeCoordinator, start } from "../../api/test/support/TestServer.js"
 import * as AlliDbClient from "../src/AlliDbClient.js"
@@ -72,6 +75,18 @@ describe("typed RPC client", () => {
       yield* alpha.Delete({ id: entityId("a") })
       assert.strictEqual(failureTag(yield* Effect.exit(alpha.Delete({ id: entityId("a") }))), "NotFound")
       assert.isTrue(state.writes.every((w) => w.caller === "alpha"))
+
+      // one request count per RPC call, labelled by RPC name and status
+      const notFound = Metric.value(
+        Metric.taggedWithLabels(ObservabilityMetrics.requestsTotal, [
+          MetricLabel.make("surface", "rpc"),
+          MetricLabel.make("route", "Get"),
+          MetricLabel.make("status", "NOT_FOUND"),
+        ]),
+      )
+      const before = yield* notFound
+      yield* Effect.exit(alpha.Get({ id: entityId("a") }))
+      assert.strictEqual((yield* notFound).count - before.count, 1)
 
       const anonymous = yield* clientFor(server.url)
       assert.strictEqual(failureTag(yield* Effect.exit(anonymous.Get({ id: entityId("b") }))), "Unauthenticated")
