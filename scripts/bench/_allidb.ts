@@ -17,7 +17,7 @@ import * as Logger from "effect/Logger"
 import * as LogLevel from "effect/LogLevel"
 import * as ManagedRuntime from "effect/ManagedRuntime"
 import * as Schema from "effect/Schema"
-import { type Dataset, dataKey, entityJson } from "./_data.js"
+import { type Dataset, dataKey, entityJson, type Spec } from "./_data.js"
 import { CACHE_DIR, fmt, gitHead, log, now, ROOT, rssOf, sleep } from "./_lib.js"
 
 export const MAIN = Path.join(ROOT, "apps", "allidbd", "dist", "main.js")
@@ -112,8 +112,11 @@ export const loadAll = async (
  * (`all` pins the tag for its whole run, so a commit landing mid-run does not
  * force a reload).
  */
+export const dataDirPath = (s: Spec): string =>
+  Path.join(CACHE_DIR, "db", `${dataKey(s)}-${process.env.ALLIDB_BENCH_TAG ?? gitHead()}`)
+
 export const loadedDataDir = async (d: Dataset): Promise<string> => {
-  const dir = Path.join(CACHE_DIR, "db", `${dataKey(d)}-${process.env.ALLIDB_BENCH_TAG ?? gitHead()}`)
+  const dir = dataDirPath(d)
   if (Fs.existsSync(Path.join(dir, ".complete"))) return dir
   Fs.rmSync(dir, { recursive: true, force: true })
   Fs.mkdirSync(dir, { recursive: true })
@@ -121,10 +124,14 @@ export const loadedDataDir = async (d: Dataset): Promise<string> => {
   const db = await openInProcess(dir)
   const seconds = await loadAll((b) => db.upsert(b), d, 1000, 2)
   await db.close()
-  Fs.writeFileSync(Path.join(dir, ".complete"), `${seconds}\n`)
+  Fs.writeFileSync(Path.join(dir, ".complete"), JSON.stringify({ seconds, entities: d.n, date: new Date().toISOString() }))
   log(`  loaded in ${fmt(seconds, 1)} s`)
   return dir
 }
+
+/** How long the in-process load of a cached data dir took, and when. */
+export const loadRecord = (dir: string): { readonly seconds: number; readonly entities: number; readonly date: string } =>
+  JSON.parse(Fs.readFileSync(Path.join(dir, ".complete"), "utf8"))
 
 /** A private copy of a loaded data dir, for workloads that write. */
 export const copyDataDir = (dir: string): string => {

@@ -118,6 +118,10 @@ export const gitHead = (): string => {
     return "unknown"
   }
 }
+// The data-dir cache tag is fixed once per run (and handed to child
+// processes), so a commit landing mid-run does not force a reload.
+process.env.ALLIDB_BENCH_TAG ??= gitHead()
+
 export const machine = (): Machine => ({
   nproc: Os.availableParallelism(),
   cpu: Os.cpus()[0]?.model ?? "unknown",
