@@ -208,6 +208,26 @@ const nodeSource = (request: HttpServerRequest.HttpServerRequest): IncomingMessa
   return source instanceof IncomingMessage && !source.readableEnded ? source : undefined
 }
 
+/**
+ * HttpApi answers its own decode failures (path or query parameters that do
+ * not fit their schema) as `{_tag: "HttpApiDecodeError", issues}`; they are
+ * rewritten into the one error shape, naming the parameter.
+ */
+const platformDecodeError = (response: HttpServerResponse.HttpServerResponse): InvalidInput | undefined => {
+  if (response.status !== 400 || response.body._tag !== "Uint8Array") return undefined
+  try {
+    const parsed = JSON.parse(new TextDecoder().decode(response.body.body)) as {
+      readonly _tag?: unknown
+      readonly issues?: ReadonlyArray<{ readonly path: ReadonlyArray<PropertyKey>; readonly message: string }>
+    }
+    return parsed._tag === "HttpApiDecodeError" && Array.isArray(parsed.issues)
+      ? ErrorMapping.fromIssues(parsed.issues)
+      : undefined
+  } catch {
+    return undefined
+  }
+}
+
 const findRequestError = (cause: Cause.Cause<unknown>): HttpServerError.RequestError | undefined => {
   for (const defect of Cause.defects(cause)) {
     if (HttpServerError.isServerError(defect) && defect._tag === "RequestError") return defect
@@ -321,7 +341,10 @@ export const makeHttpMiddleware = (
             )
           }),
         )
-        if (Option.isSome(answer)) return tag(answer.value)
+        if (Option.isSome(answer)) {
+          const decodeError = platformDecodeError(answer.value)
+          return decodeError === undefined ? tag(answer.value) : yield* refuse(decodeError)
+        }
         return yield* refuse(new DeadlineExceeded({ timeoutMs: config.requestTimeoutMs, operation: "request" }))
       })
     }

@@ -303,6 +303,8 @@ describe("native HTTP /v1: bad input is a 400 naming the field and rule", () => 
       )
       expectError(yield* call(s.url, "GET", "/v1/entities?limit=abc", { key: A }), 400, "INVALID_ARGUMENT", "limit")
       expectError(yield* call(s.url, "GET", "/v1/entities?limit=0", { key: A }), 400, "INVALID_ARGUMENT", "limit")
+      // a parameter HttpApi itself refuses (given twice) gets the same error shape
+      expectError(yield* call(s.url, "GET", "/v1/entities?limit=1&limit=2", { key: A }), 400, "INVALID_ARGUMENT", "limit")
       expectError(
         yield* call(s.url, "GET", `/v1/entities/${"y".repeat(300)}`, { key: A }),
         400,
