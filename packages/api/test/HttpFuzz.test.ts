@@ -110,10 +110,15 @@ const getPath = fc.oneof(
       limit: fc.option(fc.oneof(fc.string(), fc.integer().map(String)), { nil: undefined }),
       start: fc.option(fc.string(), { nil: undefined }),
       page_token: fc.option(fc.string(), { nil: undefined }),
+      repeat: fc.boolean(),
     })
-    .map((params) => {
+    .map(({ repeat, ...params }) => {
       const query = new URLSearchParams()
-      for (const [k, v] of Object.entries(params)) if (v !== undefined) query.set(k, v)
+      for (const [k, v] of Object.entries(params)) {
+        if (v === undefined) continue
+        query.append(k, v)
+        if (repeat) query.append(k, v) // a parameter given twice
+      }
       return `/v1/entities?${query.toString()}`
     }),
 )
