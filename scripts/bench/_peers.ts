@@ -11,7 +11,7 @@ import { createRequire } from "node:module"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import hnswlib from "hnswlib-node"
-import { type Dataset, K, queryOf, toArray, vectorOf } from "./_data.js"
+import { type Dataset, K, toArray, vectorOf } from "./_data.js"
 import { BENCH_DIR, log, now } from "./_lib.js"
 
 export const M = 16
@@ -49,6 +49,54 @@ export const peerVersions = (): Record<string, string> => {
   }
 }
 
+// --- the slices of the peers' APIs used here -------------------------------------
+interface UsearchIndex {
+  add(keys: BigUint64Array, vectors: Float32Array, threads: number): void
+  search(q: Float32Array, k: number, threads: number): { keys: BigUint64Array; distances: Float32Array }
+  save(path: string): void
+  load(path: string): void
+}
+interface UsearchModule {
+  Index: new (config: {
+    dimensions: number
+    metric: string
+    connectivity: number
+    expansion_add: number
+    expansion_search: number
+  }) => UsearchIndex
+}
+interface LanceQuery {
+  distanceType(t: string): LanceQuery
+  limit(k: number): LanceQuery
+  nprobes(n: number): LanceQuery
+  ef(ef: number): LanceQuery
+  refineFactor(r: number): LanceQuery
+  select(columns: Array<string>): LanceQuery
+  toArray(): Promise<Array<{ id: number }>>
+}
+interface LanceTable {
+  add(data: unknown): Promise<unknown>
+  createIndex(column: string, options: { config: unknown }): Promise<void>
+  vectorSearch(v: Float32Array): LanceQuery
+  close(): void
+}
+interface LanceModule {
+  connect(dir: string): Promise<{ createTable(name: string, data: unknown): Promise<LanceTable>; close(): void }>
+  Index: { hnswSq(options: Record<string, unknown>): unknown }
+}
+type ArrowCtor = new (...args: Array<unknown>) => { readonly type?: unknown }
+interface ArrowModule {
+  Schema: new (fields: Array<unknown>) => { fields: Array<{ type: unknown }> }
+  Field: new (name: string, type: unknown, nullable: boolean) => unknown
+  Int32: ArrowCtor
+  Float32: ArrowCtor
+  FixedSizeList: new (size: number, child: unknown) => unknown
+  Struct: new (fields: Array<unknown>) => unknown
+  makeData: (props: Record<string, unknown>) => unknown
+  RecordBatch: new (schema: unknown, data: unknown) => unknown
+  Table: new (schema: unknown, batches: Array<unknown>) => unknown
+}
+
 /** A built index that answers top-10 (entity indexes) at a given ef. */
 export interface Searcher {
   readonly name: string
@@ -60,13 +108,12 @@ export interface Searcher {
   readonly close: () => Promise<void> | void
 }
 
-export const hnswlibSearcher = (d: Dataset, options: { readonly threadsNote?: string } = {}): Searcher => {
+export const hnswlibSearcher = (d: Dataset): Searcher => {
   const index = new hnswlib.HierarchicalNSW("cosine", d.dim)
   index.initIndex({ maxElements: d.n, m: M, efConstruction: EF_CONSTRUCTION, randomSeed: 100 })
   const t0 = now()
   for (let i = 0; i < d.n; i++) index.addPoint(toArray(vectorOf(d, i)), i)
   const buildSeconds = (now() - t0) / 1000
-  void options
   return {
     name: "hnswlib-node",
     settings: `HNSW cosine M=${M} efConstruction=${EF_CONSTRUCTION}, addPoint one at a time (single thread)`,
@@ -78,15 +125,15 @@ export const hnswlibSearcher = (d: Dataset, options: { readonly threadsNote?: st
 }
 
 export const usearchSearcher = (d: Dataset): Searcher => {
-  const usearch = requirePeer("usearch") as typeof import("usearch")
+  const usearch = requirePeer("usearch") as UsearchModule
   const make = (ef: number) =>
     new usearch.Index({
       dimensions: d.dim,
-      metric: "cos" as never,
+      metric: "cos",
       connectivity: M,
       expansion_add: EF_CONSTRUCTION,
       expansion_search: ef,
-    } as never)
+    })
   const index = make(64)
   const keys = new BigUint64Array(d.n)
   for (let i = 0; i < d.n; i++) keys[i] = BigInt(i)
@@ -127,8 +174,10 @@ export interface LanceOptions {
  * step on the raw vectors: plain IVF_PQ reaches low recall on 128-d data.
  */
 export const lanceSearcher = async (d: Dataset, options: LanceOptions = {}): Promise<Searcher> => {
-  const lancedb = requirePeer("@lancedb/lancedb") as typeof import("@lancedb/lancedb")
-  const arrow = requirePeer("apache-arrow") as typeof import("apache-arrow")
+  // Typed loosely on purpose: the peers package sits outside the root's module
+  // resolution, so its .d.ts files are not visible to the root TypeScript.
+  const lancedb = requirePeer("@lancedb/lancedb") as LanceModule
+  const arrow = requirePeer("apache-arrow") as ArrowModule
   const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "bench-lance-"))
   const db = await lancedb.connect(dir)
   const refine = options.refineFactor ?? 2
@@ -138,7 +187,7 @@ export const lanceSearcher = async (d: Dataset, options: LanceOptions = {}): Pro
   ])
   const t0 = now()
   const batchRows = 50_000
-  let table: Awaited<ReturnType<typeof db.createEmptyTable>> | undefined
+  let table: LanceTable | undefined
   for (let start = 0; start < d.n; start += batchRows) {
     const end = Math.min(d.n, start + batchRows)
     const ids = Int32Array.from({ length: end - start }, (_, j) => start + j)
@@ -181,7 +230,7 @@ export const lanceSearcher = async (d: Dataset, options: LanceOptions = {}): Pro
         .refineFactor(refine)
         .select(["id", "_distance"])
         .toArray()
-      return rows.map((r: { id: number }) => r.id)
+      return rows.map((r) => r.id)
     },
     close: async () => {
       table?.close()

@@ -1,0 +1,74 @@
+/**
+ * `npm run bench -- all [--quick] [--skip a,b] [--only a,b]`
+ *
+ * Every benchmark, each as its own child process (a fresh heap, and a crash in
+ * one does not lose the others), then the plots (docs/bench/*.svg). `--quick`
+ * runs the same tables on smaller sizes and must finish in under 10 minutes on
+ * a 2-core machine; the run prints how long each step and the whole took and
+ * writes scripts/bench/results/all-<date>.json.
+ */
+import { spawnSync } from "node:child_process"
+import * as Path from "node:path"
+import { ensureBuilt } from "./_allidb.js"
+import { BENCH_DIR, flag, fmt, log, option, quick, ROOT, table, writeResult } from "./_lib.js"
+import { ensurePeers, peerVersions } from "./_peers.js"
+
+type Step = readonly [label: string, script: string, args: ReadonlyArray<string>]
+
+const quickSteps: ReadonlyArray<Step> = [
+  ["storage", "storage", ["--writes", "20000", "--gets", "10000", "--runs", "3"]],
+  ["index", "index", ["--quick"]],
+  ["ingest", "ingest", ["--quick", "--repeats", "3"]],
+  ["query", "query", ["--quick"]],
+  ["query-768", "query", ["--quick", "--n", "5k", "--dim", "768", "--queries", "200", "--peers", "hnswlib", "--no-http"]],
+  ["hybrid", "hybrid", ["--quick"]],
+  ["mixed", "mixed", ["--quick"]],
+  ["restart", "restart", ["--quick"]],
+  ["scale", "scale", ["--quick"]],
+]
+
+const fullSteps: ReadonlyArray<Step> = [
+  ["storage", "storage", []],
+  ["index", "index", []],
+  ["ingest", "ingest", ["--repeats", "3", "--once", "AlliDB HTTP,AlliDB HTTP wait=false,AlliDB RPC client"]],
+  ["query", "query", []],
+  ["query-768", "query", ["--dim", "768", "--queries", "300", "--peers", "hnswlib", "--no-http", "--efs", "16,32,64,128,256"]],
+  ["hybrid", "hybrid", []],
+  ["mixed", "mixed", []],
+  ["restart", "restart", []],
+  ["scale", "scale", ["--sizes", option("scale-sizes", "10k,100k,1M")]],
+]
+
+const list = (name: string) =>
+  option(name, "")
+    .split(",")
+    .filter((s) => s !== "")
+
+const started = Date.now()
+ensureBuilt()
+ensurePeers()
+const only = list("only")
+const skip = list("skip")
+const steps = (quick ? quickSteps : fullSteps).filter(([label]) => (only.length === 0 || only.includes(label)) && !skip.includes(label))
+const tsx = Path.join(ROOT, "node_modules", ".bin", "tsx")
+const done: Array<{ step: string; seconds: number; exit: number | null }> = []
+for (const [label, script, args] of steps) {
+  log(`\n==================== ${label}: npm run bench -- ${script} ${args.join(" ")} ====================`)
+  const t0 = Date.now()
+  const r = spawnSync(tsx, [Path.join(BENCH_DIR, `${script}.ts`), ...args], { stdio: "inherit", env: process.env })
+  done.push({ step: label, seconds: (Date.now() - t0) / 1000, exit: r.status })
+  if (r.status !== 0) log(`!! ${label} exited with ${r.status}`)
+}
+if (!flag("no-plots")) {
+  const t0 = Date.now()
+  const r = spawnSync(tsx, [Path.join(BENCH_DIR, "plot.ts")], { stdio: "inherit", env: process.env })
+  done.push({ step: "plots", seconds: (Date.now() - t0) / 1000, exit: r.status })
+}
+const seconds = (Date.now() - started) / 1000
+table(
+  `bench all${quick ? " --quick" : ""}: ${fmt(seconds / 60, 1)} min`,
+  ["step", "seconds", "exit"],
+  done.map((d) => [d.step, fmt(d.seconds, 0), String(d.exit)]),
+)
+writeResult(quick ? "all-quick" : "all", { seconds, steps: done, peers: peerVersions() })
+process.exit(done.some((d) => d.exit !== 0) ? 1 : 0)
