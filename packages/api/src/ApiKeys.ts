@@ -5,6 +5,9 @@
  *
  * Only SHA-256 hashes are stored; a key is shown once, by `createKey`, and
  * never again. Blank lines and lines starting with `#` are ignored.
+ *
+ * Plain node:fs (not the storage Disk service): a small text file read at
+ * start and by the `keys create` command, with no durability protocol.
  */
 import { createHash, randomBytes } from "node:crypto"
 import * as fs from "node:fs/promises"
