@@ -79,7 +79,7 @@ const listenersLayer = (config: NodeConfig, coordinator: Coordinator.Coordinator
   )
   const http = Layer.unwrapEffect(
     Effect.map(Tls.Tls, (tls) =>
-      HttpLayerRouter.serve(routes, { disableLogger: true, disableListenLog: true }).pipe(
+      HttpLayerRouter.serve(routes, { disableLogger: true, disableListenLog: true, routerConfig: Routes.routerConfig }).pipe(
         Layer.provideMerge(HttpListener.layer(config.httpAddr, tls.createHttpServer)),
       ),
     ),
