@@ -134,4 +134,22 @@ describe("RequestTelemetry.observe", () => {
       assert.isTrue(Option.isNone(Option.fromNullable(access?.bytes_out)))
     }).pipe(Effect.provide(layer))
   })
+
+  it.effect("puts the tenant a handler authenticates on the access line and the request span", () => {
+    const { lines, layer } = capture()
+    return Effect.gen(function* () {
+      const span = yield* Effect.gen(function* () {
+        yield* Effect.void.pipe(Effect.withSpan("auth"))
+        // Set from a child span: it still belongs to the request, not to the child.
+        yield* RequestTelemetry.setTenant("acme").pipe(Effect.withSpan("authenticate"))
+        return yield* Effect.currentSpan
+      }).pipe(RequestTelemetry.observe({ surface: "grpc", route: "Query", requestId: "r-2" }, () => "OK"))
+      const access = lines.find((l) => l.message === "access")
+      assert.strictEqual(access?.tenant, "acme")
+      assert.strictEqual(access?.status, "OK")
+      assert.strictEqual(span.attributes.get("allidb.tenant"), "acme")
+      // Outside a request it does nothing (and does not fail).
+      yield* RequestTelemetry.setTenant("other")
+    }).pipe(Effect.provide(layer))
+  })
 })
