@@ -6,6 +6,11 @@
  * client's deadline or cancellation interrupts its fiber, and closing the
  * scope drains the server (tryShutdown, bounded) before interrupting the rest.
  *
+ * Every call is observed like an HTTP request (RequestTelemetry): a server
+ * span named after the method, continuing the caller's trace from a
+ * `traceparent` (or B3) metadata entry or else the message's `trace_id`, the
+ * request counter labelled with the gRPC status name, and an access line.
+ *
  * The proto is loaded with keepCase (snake_case fields as on the wire),
  * int64 as decimal strings (all 64 bits of nanosecond timestamps survive) and
  * enums as their names.
@@ -15,6 +20,7 @@ import { fileURLToPath } from "node:url"
 import type { TenantId } from "@allidb/core"
 import { ClientError, DeadlineExceeded, InvalidInput, PermissionDenied } from "@allidb/core"
 import type { Coordinator } from "@allidb/cluster"
+import { Metrics, RequestTelemetry, Tracing } from "@allidb/observability"
 import * as grpc from "@grpc/grpc-js"
 import * as protoLoader from "@grpc/proto-loader"
 import * as Cause from "effect/Cause"
@@ -31,6 +37,7 @@ import * as Option from "effect/Option"
 import type * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
+import type * as Tracer from "effect/Tracer"
 import * as ApiConfig from "./ApiConfig.js"
 import * as Auth from "./Auth.js"
 import * as Compat from "./Compat.js"
@@ -114,6 +121,39 @@ const metadataValue = (metadata: grpc.Metadata, key: string): string | undefined
   const value = metadata.get(key)[0]
   if (value === undefined) return undefined
   return typeof value === "string" ? value : value.toString("utf8")
+}
+
+/** Call metadata as HTTP-style headers (text entries only; `-bin` entries carry no trace context). */
+const metadataHeaders = (metadata: grpc.Metadata): Record<string, string> => {
+  const out: Record<string, string> = {}
+  for (const [key, value] of Object.entries(metadata.getMap())) {
+    if (typeof value === "string") out[key] = value
+  }
+  return out
+}
+
+/**
+ * The caller's span: W3C `traceparent` (or B3) metadata first, else the
+ * `trace_id` field that PutEntity, BatchPutEntities and Query messages carry.
+ */
+export const callerSpan = (metadata: grpc.Metadata, message: unknown): Option.Option<Tracer.ExternalSpan> =>
+  Option.orElse(Tracing.parentFromHeaders(metadataHeaders(metadata)), () =>
+    typeof message === "object" && message !== null && "trace_id" in message && typeof message.trace_id === "string"
+      ? Tracing.parentFromTraceId(message.trace_id)
+      : Option.none(),
+  )
+
+/**
+ * The status-name label of a finished call, by the same rules as the status
+ * the client receives (`statusFor`): a cancelled call is CANCELLED, one
+ * interrupted by shutdown UNAVAILABLE.
+ */
+const statusName = (exit: Exit.Exit<unknown, unknown>, cancelled: boolean): ErrorMapping.GrpcCodeName => {
+  if (Exit.isSuccess(exit)) return "OK"
+  const failure = Cause.failureOption(exit.cause)
+  if (Option.isSome(failure) && isClientError(failure.value)) return ErrorMapping.grpcCode(failure.value)
+  if (Cause.isInterruptedOnly(exit.cause)) return cancelled ? "CANCELLED" : "UNAVAILABLE"
+  return "INTERNAL"
 }
 
 /** Proto3 cannot tell "unset" from zero / empty: drop those so the schema defaults apply. */
@@ -210,6 +250,7 @@ export const make = (options: Options): Effect.Effect<GrpcServerShape, GrpcBindE
       <Req, Res>(handled: Handled<Req, Res>) =>
       (call: grpc.ServerUnaryCall<Req, Res>, callback: grpc.sendUnaryData<Res>): void => {
         const requestId = Limits.pickRequestId(metadataValue(call.metadata, Limits.REQUEST_ID_HEADER))
+        let cancelled = false
         const program = Effect.gen(function* () {
           const request: unknown = call.request
           // Checked after auth, as HTTP reads the body only for a known caller.
@@ -222,8 +263,13 @@ export const make = (options: Options): Effect.Effect<GrpcServerShape, GrpcBindE
             const apiKey = metadataValue(call.metadata, Auth.API_KEY_HEADER)
             const peer = peerAddress(call.getPeer())
             // The same per-key bucket as HTTP, taken before auth so unknown keys are limited too.
-            yield* limiter.take(Limits.rateLimitKey(apiKey, peer))
-            const tenant = yield* auth.authenticate(apiKey, peer)
+            yield* limiter
+              .take(Limits.rateLimitKey(apiKey, peer))
+              .pipe(Effect.tapError(() => Metrics.recordRateLimited("grpc")))
+            const tenant = yield* auth
+              .authenticate(apiKey, peer)
+              .pipe(Effect.tapError(() => Metrics.recordRejected("grpc", "unauthenticated")))
+            yield* RequestTelemetry.setTenant(tenant)
             if (malformed !== undefined) return yield* malformed
             work = handled.run(call.request, tenant)
           } else {
@@ -242,7 +288,10 @@ export const make = (options: Options): Effect.Effect<GrpcServerShape, GrpcBindE
             }),
           )
         }).pipe(
-          Effect.withSpan(`grpc.${handled.name}`),
+          RequestTelemetry.observe(
+            { surface: "grpc", route: handled.name, requestId, parent: callerSpan(call.metadata, call.request) },
+            (exit) => statusName(exit, cancelled),
+          ),
           Effect.annotateLogs({ rpc: handled.name, request_id: requestId }),
           Effect.locally(Limits.currentRequestId, requestId),
         )
@@ -251,6 +300,7 @@ export const make = (options: Options): Effect.Effect<GrpcServerShape, GrpcBindE
         let answered = false
         const onCancelled = () => {
           answered = true
+          cancelled = true
           fiber.unsafeInterruptAsFork(FiberId.none)
         }
         call.on("cancelled", onCancelled)
