@@ -9,15 +9,17 @@
  *   searchKnn at the same ef, with recall@10 of both against brute force;
  * - RSS; restart-to-ready from the snapshot vs a rebuild from storage.
  *
- * Needs a build (`npx tsc -b`): workspace packages resolve to their dist.
+ * Needs a build (`npx tsc -b`): workspace packages (the index too) resolve to their dist.
  */
 import * as Fs from "node:fs"
+import * as Inspector from "node:inspector"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
+import * as Runtime from "effect/Runtime"
 import * as Logger from "effect/Logger"
 import * as LogLevel from "effect/LogLevel"
 import * as Schema from "effect/Schema"
@@ -25,9 +27,9 @@ import * as Scope from "effect/Scope"
 import hnswlib from "hnswlib-node"
 import { Entity, QueryRequest, type TenantId } from "@allidb/core"
 import { StorageEngine } from "@allidb/storage"
-import * as IndexConfig from "../../packages/index/src/IndexConfig.js"
-import * as QueryExecutor from "../../packages/index/src/QueryExecutor.js"
-import * as UnifiedIndex from "../../packages/index/src/UnifiedIndex.js"
+// The built package, as the server runs it (tsx would recompile the sources
+// with esbuild's keepNames helpers, which cost time on every closure).
+import { IndexConfig, QueryExecutor, UnifiedIndex } from "@allidb/index"
 import * as FakeStorage from "../../packages/index/test/FakeStorage.js"
 
 const args = process.argv.slice(2)
@@ -134,6 +136,7 @@ interface Stack {
   readonly storage: StorageEngine.StorageEngineShape
   readonly index: UnifiedIndex.UnifiedIndexShape
   readonly executor: QueryExecutor.QueryExecutorShape
+  readonly tenants: UnifiedIndex.TenantsShape
   readonly scope: Scope.CloseableScope
 }
 
@@ -150,6 +153,7 @@ const openStack = (dataDir: string): Effect.Effect<Stack> =>
       storage: Context.get(context, StorageEngine.StorageEngine),
       index: Context.get(context, UnifiedIndex.UnifiedIndex),
       executor: Context.get(context, QueryExecutor.QueryExecutor),
+      tenants: Context.get(context, UnifiedIndex.Tenants),
       scope,
     }
   })
@@ -211,14 +215,33 @@ const program = Effect.gen(function* () {
   const rawGot: Array<Array<number>> = []
   const latencies: Array<number> = []
   const got: Array<Array<number>> = []
+  // Each query runs in its own fiber, as a request does in the server: one
+  // long-lived fiber looping over thousands of queries would hit Effect's
+  // auto-yield (every 2048 operations, via setTimeout) and time the scheduler.
+  const runtime = yield* Effect.runtime<never>()
+  const runQuery = Runtime.runSync(runtime)
   for (const r of requests.slice(0, 50)) {
-    yield* stack.executor.query(T, r).pipe(Effect.orDie)
+    runQuery(stack.executor.query(T, r).pipe(Effect.orDie))
     raw.searchKnn(r.vector as Array<number>, K)
+  }
+  // Diagnostic: raw searchKnn on AlliDB's own HNSW (built through the engine).
+  const own = stack.tenants.get(T)!.hnsw!
+  own.setEf(EF)
+  let ownSeconds = 0
+  const profileFile = option("profile-queries", "")
+  const session = profileFile === "" ? undefined : new Inspector.Session()
+  if (session !== undefined) {
+    session.connect()
+    session.post("Profiler.enable")
+    session.post("Profiler.start")
   }
   let rawSeconds = 0
   let querySeconds = 0
+  let rawQueryCpu = 0
+  let queryCpu = 0
   for (let round = 0; round < QUERY_ROUNDS; round++) {
     let t = performance.now()
+    let c = process.cpuUsage()
     for (let q = 0; q < QUERIES; q++) {
       const s = performance.now()
       const r = raw.searchKnn(queries[q]!, K)
@@ -226,14 +249,28 @@ const program = Effect.gen(function* () {
       if (round === 0) rawGot.push(r.neighbors)
     }
     rawSeconds += (performance.now() - t) / 1000
+    rawQueryCpu += cpuSeconds(c)
     t = performance.now()
+    c = process.cpuUsage()
     for (let q = 0; q < QUERIES; q++) {
       const s = performance.now()
-      const r = yield* stack.executor.query(T, requests[q]!).pipe(Effect.orDie)
+      const r = runQuery(stack.executor.query(T, requests[q]!).pipe(Effect.orDie))
       latencies.push(performance.now() - s)
       if (round === 0) got.push(r.map((x) => Number(x.id.slice(1))))
     }
     querySeconds += (performance.now() - t) / 1000
+    queryCpu += cpuSeconds(c)
+    t = performance.now()
+    for (let q = 0; q < QUERIES; q++) own.searchKnn(requests[q]!.vector as Array<number>, K)
+    ownSeconds += (performance.now() - t) / 1000
+  }
+  if (session !== undefined) {
+    yield* Effect.async<void>((resume) => {
+      session.post("Profiler.stop", (_error, result) => {
+        Fs.writeFileSync(profileFile, JSON.stringify(result.profile))
+        resume(Effect.void)
+      })
+    })
   }
   const rawQps = (QUERIES * QUERY_ROUNDS) / rawSeconds
   const rawRecall = recall(truth, rawGot)
@@ -281,6 +318,8 @@ const program = Effect.gen(function* () {
   log(`| ingest, vectors/s (wall) | ${ingestRate.toFixed(0)} (writes acked in ${writtenSeconds.toFixed(1)} s, indexed in ${ingestSeconds.toFixed(1)} s) | ${rawInsertRate.toFixed(0)} (addPoint) | ${(ingestRate / rawInsertRate).toFixed(2)}× |`)
   log(`| ingest, vectors per CPU-second | ${(N / ingestCpu).toFixed(0)} | ${(N / rawInsertCpu).toFixed(0)} | ${(rawInsertCpu / ingestCpu).toFixed(2)}× |`)
   log(`| query QPS, 1 thread, ef=${EF} | ${qps.toFixed(0)} (ids only), ${qpsWithEntities.toFixed(0)} with entities fetched | ${rawQps.toFixed(0)} (searchKnn) | ${(qps / rawQps).toFixed(2)}× |`)
+  log(`| (diagnostic) searchKnn on AlliDB's own HNSW, QPS | ${((QUERIES * QUERY_ROUNDS) / ownSeconds).toFixed(0)} | | |`)
+  log(`| query CPU per query, µs | ${((queryCpu / (QUERIES * QUERY_ROUNDS)) * 1e6).toFixed(0)} | ${((rawQueryCpu / (QUERIES * QUERY_ROUNDS)) * 1e6).toFixed(0)} | ${(rawQueryCpu / queryCpu).toFixed(2)}× |`)
   log(`| query p50 / p99, ms | ${pct(latencies, 50).toFixed(3)} / ${pct(latencies, 99).toFixed(3)} | ${pct(rawLatencies, 50).toFixed(3)} / ${pct(rawLatencies, 99).toFixed(3)} | |`)
   log(`| recall@10 | ${engineRecall.toFixed(4)} | ${rawRecall.toFixed(4)} | |`)
   log(`| restart to ready, s (storage open + index) | from snapshot ${snapshotRestart.toFixed(2)} | rebuild from storage ${rebuildRestart.toFixed(2)} | ${(rebuildRestart / snapshotRestart).toFixed(1)}× faster |`)

@@ -3,7 +3,10 @@ import * as Effect from "effect/Effect"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
-import type { TenantId } from "@allidb/core"
+import * as Equal from "effect/Equal"
+import * as Schema from "effect/Schema"
+import { Entity, type EntityId, QueryResult, type TenantId } from "@allidb/core"
+import * as QueryExecutorModule from "../src/QueryExecutor.js"
 import { edge } from "./FakeStorage.js"
 import * as Harness from "./Harness.js"
 
@@ -230,5 +233,32 @@ describe("QueryExecutor", () => {
       )
       assert.isTrue(short._tag === "Failure" || short._tag === "Success")
     })),
+  )
+})
+
+describe("QueryExecutor.makeResult", () => {
+  it("builds the same QueryResult as the class constructor", () => {
+    const props = { id: "a" as EntityId, score: 0.5, entity: entity("a", { type: "t" }) }
+    const made = QueryExecutorModule.makeResult(props)
+    const constructed = new QueryResult(props)
+    assert.instanceOf(made, QueryResult)
+    assert.deepStrictEqual(Schema.encodeSync(QueryResult)(made), Schema.encodeSync(QueryResult)(constructed))
+    assert.isTrue(Equal.equals(made, constructed))
+  })
+})
+
+describe("QueryExecutor entities", () => {
+  it.scoped("an entity without its vector still encodes and compares like a constructed one", () =>
+    Effect.gen(function* () {
+      const h = yield* Harness.make({ dataDir: tmp() })
+      const stored = entity("a", { vector: [1, 0], type: "t", metadata: { x: 1 }, importance: 0.3 })
+      yield* h.put([stored])
+      const [r] = yield* h.executor.query(T, request({ vector: [1, 0], k: 1 }))
+      const { vector: _v, ...rest } = stored
+      const expected = new Entity(rest)
+      assert.instanceOf(r!.entity, Entity)
+      assert.deepStrictEqual({ ...r!.entity! }, { ...expected })
+      assert.deepStrictEqual(Schema.encodeSync(Entity)(r!.entity!), Schema.encodeSync(Entity)(expected))
+    }),
   )
 })
