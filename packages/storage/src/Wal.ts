@@ -393,12 +393,14 @@ export const make: Effect.Effect<WalShape, StorageFailure | Corruption, Disk.Dis
     yield* Effect.addFinalizer(() =>
       Effect.gen(function* () {
         closing = true
+        yield* Effect.logDebug("WAL: closing")
         yield* waitIdle.pipe(Effect.timeout("10 seconds"), Effect.ignore)
         if (failed === undefined) {
           yield* syncActive.pipe(
             Effect.catchAll((e) => Effect.logError(`WAL: final sync failed: ${e.message}`)),
           )
         }
+        yield* Effect.logDebug("WAL: closed")
       }),
     )
 

@@ -8,13 +8,20 @@
  * so a key has at most one write in flight.
  *
  * Usage: crash-child.ts <dataDir> <seed> [keys] [writers]
+ *        crash-child.ts <dataDir> verify [keys]
+ * In verify mode it opens the data dir, prints `V <key> <value|->` for every
+ * key and `DONE`, and exits: verification runs in its own process so nothing
+ * of it (a background compaction, say) can touch the data dir afterwards.
  */
 import { Entity, entityId, tenantId } from "@allidb/core"
 import * as Effect from "effect/Effect"
+import * as Logger from "effect/Logger"
+import * as LogLevel from "effect/LogLevel"
 import * as StorageEngine from "../src/StorageEngine.js"
 import { crashConfig } from "./crashHarness.js"
 
 const [dataDir, seedArg, keysArg, writersArg] = process.argv.slice(2)
+const verifying = seedArg === "verify"
 if (dataDir === undefined) {
   process.stderr.write("usage: crash-child.ts <dataDir> <seed> [keys] [writers]\n")
   process.exit(2)
@@ -67,9 +74,22 @@ const program = Effect.gen(function* () {
   )
 })
 
+const verify = Effect.gen(function* () {
+  const engine = yield* StorageEngine.StorageEngine
+  for (let k = 0; k < KEYS; k++) {
+    const key = `k${k}`
+    const entity = yield* engine.get(tenant, tenant, entityId(key))
+    line(`V ${key} ${(entity?.metadata?.v as string | undefined) ?? "-"}`)
+  }
+  line("DONE")
+})
+
 Effect.runPromise(
-  program.pipe(Effect.provide(StorageEngine.layerFrom({ dataDir, ...crashConfig }))),
-).catch((error) => {
+  (verifying ? verify : (program as Effect.Effect<void, unknown, StorageEngine.StorageEngine>)).pipe(
+    Effect.provide(StorageEngine.layerFrom({ dataDir, ...crashConfig })),
+    Logger.withMinimumLogLevel(verifying ? LogLevel.Warning : LogLevel.Info),
+  ),
+).then(() => process.exit(0), (error) => {
   process.stderr.write(`crash-child failed: ${String(error)}\n`)
   process.exit(1)
 })

@@ -4,6 +4,7 @@
  * data dir is then opened in this process and checked against what the child
  * acknowledged: every acknowledged write is there with its latest value, no
  * deleted row comes back; a key whose write was in flight may show either.
+ * The check runs in a second process (the child in verify mode).
  * Used by Crash.test.ts (20 rounds) and scripts/crash-storage (200 rounds).
  */
 import { spawn, spawnSync } from "node:child_process"
@@ -11,14 +12,7 @@ import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
-import { entityId, tenantId } from "@allidb/core"
-import * as Context from "effect/Context"
-import * as Effect from "effect/Effect"
-import * as Layer from "effect/Layer"
-import * as Logger from "effect/Logger"
-import * as LogLevel from "effect/LogLevel"
 import type * as StorageConfig from "../src/StorageConfig.js"
-import * as StorageEngine from "../src/StorageEngine.js"
 
 /** Small memtables, segments and a low compaction threshold: every round crosses flushes, rotations and compactions. */
 export const crashConfig: Partial<StorageConfig.StorageConfigShape> = {
@@ -135,24 +129,41 @@ const runChild = (
     })
   })
 
-/** Opens the data dir in this process and reads every key's value (null = absent or deleted). */
-const readAll = (dataDir: string, keys: number) =>
-  Effect.runPromise(
-    Effect.scoped(
-      Effect.gen(function* () {
-        const context = yield* Layer.build(StorageEngine.layerFrom({ dataDir, ...crashConfig }))
-        const engine = Context.get(context, StorageEngine.StorageEngine)
-        const tenant = tenantId("crash")
-        const out = new Map<string, string | null>()
-        for (let k = 0; k < keys; k++) {
-          const key = `k${k}`
-          const entity = yield* engine.get(tenant, tenant, entityId(key))
-          out.set(key, (entity?.metadata?.v as string | undefined) ?? null)
-        }
-        return out
-      }),
-    ).pipe(Logger.withMinimumLogLevel(LogLevel.Warning)),
-  )
+/**
+ * Opens the data dir in a fresh process (the same child, verify mode) and
+ * reads every key's value (null = absent or deleted). A separate process, so
+ * nothing of the verifier can run on while the next round writes.
+ */
+const readAll = (command: ReadonlyArray<string>, dataDir: string, keys: number) =>
+  new Promise<Map<string, string | null>>((resolve, reject) => {
+    const child = spawn(process.execPath, [...command, dataDir, "verify", String(keys)], {
+      cwd: repoRoot,
+      stdio: ["ignore", "pipe", "pipe"],
+    })
+    let stdout = ""
+    let stderr = ""
+    child.stdout.setEncoding("utf8")
+    child.stdout.on("data", (chunk: string) => {
+      stdout += chunk
+    })
+    child.stderr.on("data", (chunk: Buffer) => {
+      stderr += chunk.toString("utf8")
+    })
+    child.on("error", reject)
+    child.on("exit", (code) => {
+      const lines = stdout.split("\n")
+      if (code !== 0 || !lines.includes("DONE")) {
+        return reject(new Error(`the verifier failed (exit ${code}):\n${stderr}\n${stdout.slice(-2000)}`))
+      }
+      const out = new Map<string, string | null>()
+      for (const line of lines) {
+        const [kind, key, value] = line.split(" ")
+        if (kind === "V") out.set(key!, value === "-" ? null : value!)
+      }
+      if (out.size !== keys) return reject(new Error(`the verifier reported ${out.size} of ${keys} keys`))
+      resolve(out)
+    })
+  })
 
 export const runCrashRounds = async (options: CrashOptions): Promise<CrashSummary> => {
   const keys = options.keys ?? 200
@@ -187,7 +198,8 @@ export const runCrashRounds = async (options: CrashOptions): Promise<CrashSummar
         throw new Error(`round ${round} (seed ${options.seed}): the child did not run until killed:\n${result.stderr}`)
       }
       inflightAtKill += inflight.size
-      const found = await readAll(dataDir, keys)
+      if (process.env.ALLIDB_CRASH_TRACE) log(`round ${round + 1}: child exited, verifying`)
+      const found = await readAll(command, dataDir, keys)
       for (const [key, got] of found) {
         const allowed: Array<string | null> = [acked.has(key) ? acked.get(key)! : null]
         if (inflight.has(key)) allowed.push(inflight.get(key)!)
