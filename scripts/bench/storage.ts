@@ -20,9 +20,11 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
 import * as LogLevel from "effect/LogLevel"
+import * as Metric from "effect/Metric"
 import * as Compactor from "../../packages/storage/src/Compactor.js"
 import * as Disk from "../../packages/storage/src/Disk.js"
 import * as Memtable from "../../packages/storage/src/Memtable.js"
+import * as Metrics from "../../packages/storage/src/Metrics.js"
 import * as SSTableStore from "../../packages/storage/src/SSTableStore.js"
 import * as StorageConfig from "../../packages/storage/src/StorageConfig.js"
 import * as StorageEngine from "../../packages/storage/src/StorageEngine.js"
@@ -94,6 +96,8 @@ const stack = (dataDir: string) => {
 interface EngineRun {
   /** Process CPU (all threads, incl. libuv's I/O threads) per write during the write phase. */
   readonly cpuMicrosPerWrite: number
+  /** Mean group-commit size (cumulative over the runs of this process). */
+  readonly writesPerSync: number
   readonly writesPerSec: number
   readonly p50Ms: number
   readonly p99Ms: number
@@ -128,6 +132,7 @@ const engineRun = (dataDir: string): Effect.Effect<EngineRun, unknown> =>
       yield* Effect.all(Array.from({ length: WRITERS }, () => writer), { concurrency: "unbounded", discard: true })
       const writeSeconds = (performance.now() - start) / 1000
       const cpu = process.cpuUsage(cpuStart)
+      const commits = yield* Metric.value(Metrics.walGroupCommitSize)
       latencies.sort()
 
       // Point gets from SSTables: flush every memtable first so no get is answered from memory.
@@ -152,6 +157,7 @@ const engineRun = (dataDir: string): Effect.Effect<EngineRun, unknown> =>
       const inputBytes = result === undefined ? 0 : result.bytesIn
       return {
         cpuMicrosPerWrite: (cpu.user + cpu.system) / WRITES,
+        writesPerSync: commits.sum / Math.max(1, commits.count),
         writesPerSec: WRITES / writeSeconds,
         p50Ms: percentile(latencies, 50),
         p99Ms: percentile(latencies, 99),
@@ -177,7 +183,7 @@ const main = async () => {
       runs.push(run)
       console.log(
         `  run ${r + 1}: raw ${fmt(raw[r]!)} rec/s | engine ${fmt(run.writesPerSec)} writes/s, p50 ${fmt(run.p50Ms, 2)} ms, ` +
-          `p99 ${fmt(run.p99Ms, 2)} ms, ${fmt(run.cpuMicrosPerWrite, 1)} µs CPU/write | gets ${fmt(run.getsPerSec)}/s | compaction ${fmt(run.compactionMBps, 1)} MB/s (${fmt(run.compactedMB, 0)} MB)`,
+          `p99 ${fmt(run.p99Ms, 2)} ms, ${fmt(run.cpuMicrosPerWrite, 1)} µs CPU/write, ${fmt(run.writesPerSync, 1)} writes/fdatasync | gets ${fmt(run.getsPerSec)}/s | compaction ${fmt(run.compactionMBps, 1)} MB/s (${fmt(run.compactedMB, 0)} MB)`,
       )
     } finally {
       Fs.rmSync(dir, { recursive: true, force: true })

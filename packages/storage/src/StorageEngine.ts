@@ -164,7 +164,10 @@ export const WAL_PAYLOAD_VERSION = 1
 
 /** One write's rows as a WAL payload; the seq is not in it (the WAL record tags each payload with it). */
 export const encodeWalPayload = (rows: ReadonlyArray<Row.KeyedRow>): Uint8Array => {
-  const w = new RowCodec.Writer(512)
+  let estimate = 16
+  for (const { key, row } of rows) estimate += key.length + RowCodec.estimateSize(row)
+  // Sized from the rows' estimate so the buffer does not grow (and copy) while encoding.
+  const w = new RowCodec.Writer(estimate)
   w.u8(WAL_PAYLOAD_VERSION).varint(rows.length)
   for (const { key, row } of rows) {
     w.latin1(key)
@@ -286,6 +289,7 @@ export const make: Effect.Effect<
   const flushSignal = makeSignal()
   const flushLock = yield* Effect.makeSemaphore(1)
   let stalledWaiters: Array<() => void> = []
+  let stallLogged = false
 
   const freezeActive = Effect.gen(function* () {
     const watermark = applied
@@ -309,6 +313,7 @@ export const make: Effect.Effect<
     const waiters = stalledWaiters
     stalledWaiters = []
     for (const w of waiters) w()
+    if (frozenQueue.length <= config.maxFrozenMemtables) stallLogged = false
   }).pipe(flushLock.withPermits(1))
 
   const flushAllFrozen = Effect.suspend(function loop(): Effect.Effect<void, StorageFailure | Corruption> {
@@ -402,9 +407,13 @@ export const make: Effect.Effect<
 
   const stall = Effect.gen(function* () {
     yield* Metric.increment(Metrics.writeStalls)
-    yield* Effect.logWarning(
-      `storage: write stalled: ${frozenQueue.length} frozen memtables wait for flush (max ${config.maxFrozenMemtables})`,
-    )
+    // One line per stall episode, not one per waiting write.
+    if (!stallLogged) {
+      stallLogged = true
+      yield* Effect.logWarning(
+        `storage: writes stalled: ${frozenQueue.length} frozen memtables wait for flush (max ${config.maxFrozenMemtables})`,
+      )
+    }
     while (frozenQueue.length > config.maxFrozenMemtables) {
       yield* Effect.async<void>((resume) => {
         stalledWaiters.push(() => resume(Effect.void))

@@ -343,6 +343,9 @@ export const make: Effect.Effect<WalShape, StorageFailure | Corruption, Disk.Dis
             for (const w of waiters) w()
           }
           yield* waitForWork
+          // Let the fibers that are already runnable (writers just resumed by
+          // the previous commit) enqueue first: bigger batches, fewer syncs.
+          yield* Effect.yieldNow()
         }
         writing = true
         const batch = takeBatch()

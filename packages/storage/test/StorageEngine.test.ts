@@ -143,6 +143,32 @@ describe("StorageEngine", () => {
     }),
   )
 
+  it.live("writes stall while too many frozen memtables wait, and resume after the flush", () =>
+    Effect.gen(function* () {
+      const fs = Disk.makeMemoryFileSystem()
+      const before = (yield* Metric.value(Metrics.writeStalls)).count
+      const flushesBefore = (yield* Metric.value(Metrics.flushes)).count
+      yield* withEngine(fs, { memtableBytes: 2048, maxFrozenMemtables: 0, compactionMinThreshold: 1000 }, (engine) =>
+        Effect.gen(function* () {
+          yield* Effect.forEach(
+            Array.from({ length: 60 }, (_, i) => i),
+            (i) => engine.write(T, [put(T, entity(i, `v${i}`))]),
+            { concurrency: 8 },
+          )
+          for (let i = 0; i < 60; i++) assert.strictEqual(storedValue(yield* engine.get(T, T, id(i))), `v${i}`)
+        }),
+      )
+      assert.isAbove((yield* Metric.value(Metrics.writeStalls)).count, before)
+      assert.isAbove((yield* Metric.value(Metrics.flushes)).count, flushesBefore)
+      // After the WAL was cut by the flushes, a restart still has everything.
+      yield* withEngine(fs, {}, (engine) =>
+        Effect.gen(function* () {
+          for (let i = 0; i < 60; i++) assert.strictEqual(storedValue(yield* engine.get(T, T, id(i))), `v${i}`)
+        }),
+      )
+    }),
+  )
+
   it.live("changedSince streams rows changed after a seq, deletions included", () =>
     Effect.gen(function* () {
       const fs = Disk.makeMemoryFileSystem()
