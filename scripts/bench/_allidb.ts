@@ -48,6 +48,14 @@ export const knnRequest = (vector: ReadonlyArray<number>, ef: number) => ({
 export interface InProcess {
   readonly upsert: (batch: ReadonlyArray<EntityJson>, wait?: boolean) => Promise<void>
   readonly query: (request: typeof QueryRequest.Encoded) => Promise<ReadonlyArray<{ readonly id: string; readonly score: number }>>
+  /**
+   * Many queries one after another inside ONE Effect program (how an Effect
+   * app embedding the Layer calls the Coordinator), each timed with
+   * performance.now(); `query` above instead pays a runPromise per call.
+   */
+  readonly queryMany: (
+    requests: ReadonlyArray<typeof QueryRequest.Encoded>,
+  ) => Promise<{ readonly results: Array<ReadonlyArray<{ readonly id: string }>>; readonly latencies: Array<number> }>
   readonly remove: (id: string) => Promise<void>
   readonly close: () => Promise<void>
 }
@@ -66,6 +74,22 @@ export const openInProcess = async (dataDir: string): Promise<InProcess> => {
       if (r.failed.length > 0) throw new Error(`upsert refused ${r.failed.length} entities: ${JSON.stringify(r.failed[0])}`)
     },
     query: (request) => runtime.runPromise(quiet(db.query(TENANT, decodeQuery(request)))),
+    queryMany: (requests) => {
+      const latencies: Array<number> = []
+      const program = Effect.forEach(requests, (request) =>
+        Effect.suspend(() => {
+          const t0 = performance.now()
+          return db.query(TENANT, decodeQuery(request)).pipe(
+            Effect.tap(() =>
+              Effect.sync(() => {
+                latencies.push(performance.now() - t0)
+              }),
+            ),
+          )
+        }),
+      )
+      return runtime.runPromise(quiet(program)).then((results) => ({ results: results.map((r) => [...r]), latencies }))
+    },
     remove: (id) => runtime.runPromise(quiet(db.remove(TENANT, id as never).pipe(Effect.catchTag("NotFound", () => Effect.void)))),
     close: () => runtime.dispose(),
   }

@@ -15,6 +15,8 @@ export interface System {
   readonly setEf: (ef: number) => Promise<void> | void
   /** Entity indexes, best first. */
   readonly search: (q: Float32Array, ef: number) => Promise<ArrayLike<number>> | ArrayLike<number>
+  /** When present (single client), answers a whole round in one call and reports per-query latencies. */
+  readonly searchAll?: (qs: ReadonlyArray<Float32Array>, ef: number) => Promise<{ got: Array<ArrayLike<number>>; latencies: Array<number> }>
 }
 
 export interface Point {
@@ -48,7 +50,14 @@ export const sweep = async (
         state.set(k, st)
         // Warm-up: a few queries outside the clock.
         for (let q = 0; q < Math.min(20, queries); q++) await s.search(queryOf(d, q), ef)
-        if (s.concurrency === 1) {
+        if (s.searchAll !== undefined) {
+          const qs = Array.from({ length: queries }, (_, q) => queryOf(d, q))
+          const t0 = now()
+          const run = await s.searchAll(qs, ef)
+          st.qps.push(queries / ((now() - t0) / 1000))
+          st.lat.push(...run.latencies)
+          if (r === 0) run.got.forEach((g, q) => (st.got[q] = g))
+        } else if (s.concurrency === 1) {
           const t0 = now()
           for (let q = 0; q < queries; q++) {
             const t = now()

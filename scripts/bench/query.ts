@@ -64,6 +64,17 @@ export const runQuery = async (o: QueryOptions) => {
       concurrency: 1,
       setEf: () => undefined,
       search: async (q, ef) => toIndexes(await db.query(knnRequest(toArray(q), ef))),
+      searchAll: async (qs, ef) => {
+        const run = await db.queryMany(qs.map((q) => knnRequest(toArray(q), ef)))
+        return { got: run.results.map(toIndexes), latencies: run.latencies }
+      },
+    },
+    {
+      name: "AlliDB",
+      mode: "in-process, runPromise per query",
+      concurrency: 1,
+      setEf: () => undefined,
+      search: async (q, ef) => toIndexes(await db.query(knnRequest(toArray(q), ef))),
     },
     ...searchers.map(fromSearcher),
     ...(server === undefined
