@@ -148,10 +148,13 @@ export const loadedDataDir = async (d: Dataset): Promise<string> => {
   const db = await openInProcess(dir)
   const seconds = await loadAll((b) => db.upsert(b), d, 1000, 2)
   await db.close()
-  Fs.writeFileSync(Path.join(dir, ".complete"), JSON.stringify({ seconds, entities: d.n, date: new Date().toISOString() }))
+  markLoaded(dir, d, seconds)
   log(`  loaded in ${fmt(seconds, 1)} s`)
   return dir
 }
+
+export const markLoaded = (dir: string, d: Dataset, seconds: number): void =>
+  Fs.writeFileSync(Path.join(dir, ".complete"), JSON.stringify({ seconds, entities: d.n, date: new Date().toISOString() }))
 
 /** How long the in-process load of a cached data dir took, and when. */
 export const loadRecord = (dir: string): { readonly seconds: number; readonly entities: number; readonly date: string } =>

@@ -17,7 +17,17 @@ import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { connect } from "@allidb/client"
-import { type EntityJson, ensureBuilt, entitiesOf, httpQuery, knnRequest, openInProcess, startServer } from "./_allidb.js"
+import {
+  dataDirPath,
+  type EntityJson,
+  ensureBuilt,
+  entitiesOf,
+  httpQuery,
+  knnRequest,
+  markLoaded,
+  openInProcess,
+  startServer,
+} from "./_allidb.js"
 import { type Dataset, entityId, generate, label, type Spec, toArray, vectorOf } from "./_data.js"
 import { fmt, isMain, log, median, now, numbers, option, quick, repeat, sleep, table, writeResult } from "./_lib.js"
 import { hnswlibSearcher } from "./_peers.js"
@@ -83,14 +93,23 @@ export const runIngest = async (o: IngestOptions) => {
   const paths: Record<string, () => Promise<number>> = {
     "hnswlib-node addPoint": async () => hnswlibSearcher(d).buildSeconds,
     "AlliDB in-process": async () => {
-      const dir = freshDir()
+      // When the data set is not cached yet, this load becomes the cached
+      // data dir the query workloads open (it is the same load), saving a reload.
+      const cache = dataDirPath(d)
+      const keep = !Fs.existsSync(Path.join(cache, ".complete"))
+      const dir = keep ? cache : freshDir()
+      if (keep) {
+        Fs.rmSync(cache, { recursive: true, force: true })
+        Fs.mkdirSync(cache, { recursive: true })
+      }
       const db = await openInProcess(dir)
       const t0 = now()
       await send(batches, o.inflight, (b: Array<EntityJson>) => db.upsert(b))
       await untilQueryable((v) => db.query(knnRequest(v, 64)), d)
       const s = (now() - t0) / 1000
       await db.close()
-      Fs.rmSync(dir, { recursive: true, force: true })
+      if (keep) markLoaded(dir, d, s)
+      else Fs.rmSync(dir, { recursive: true, force: true })
       return s
     },
     "AlliDB HTTP": async () => httpPath(true),
