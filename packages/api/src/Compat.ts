@@ -19,6 +19,7 @@ import type { ConsistencyLevel as CoreConsistencyLevel, EntityId, TenantId } fro
 import {
   ChunkId,
   ChunkMetadata,
+  DimensionMismatch,
   Entity,
   EntityId as EntityIdSchema,
   EntityType,
@@ -251,6 +252,26 @@ export const newestEmbedding = (embeddings: ReadonlyArray<CompatEmbedding>): num
 export interface CompatWrite {
   readonly entity: Entity
   readonly incomingEdges: ReadonlyArray<EdgeWrite>
+  /** Where the indexed vector sits in the request (`entity.embeddings[2].vector`), for errors about it. */
+  readonly vectorField?: string
+}
+
+/**
+ * A Coordinator refusal of one entity names the core path (`entities[0].vector`);
+ * the compatible client sent `entity.embeddings[n].vector`: name that instead.
+ */
+export const toCompatFailure = <E extends InvalidInput | DimensionMismatch>(error: E, write: CompatWrite, field: string): E => {
+  const core = /^entities\[\d+\]/.exec(error.field)?.[0]
+  if (core === undefined) return error
+  const rest = error.field.slice(core.length)
+  const renamed =
+    rest === ".vector" && write.vectorField !== undefined
+      ? write.vectorField
+      : `${field}${rest.replace(/^\.id\b/, ".entity_id")}`
+  if (error._tag === "DimensionMismatch") {
+    return new DimensionMismatch({ field: renamed, expected: error.expected, actual: error.actual }) as E
+  }
+  return new InvalidInput({ field: renamed, message: error.message.replace(error.field, renamed) }) as E
 }
 
 const endpoint = (value: string | undefined, field: string): Either.Either<EntityId | undefined, InvalidInput> => {
@@ -339,7 +360,11 @@ export const toCoreWrite = (
       ...(createdAt !== undefined ? { createdAt } : {}),
       ...(updatedAt !== undefined ? { updatedAt } : {}),
     })
-    return { entity, incomingEdges }
+    return {
+      entity,
+      incomingEdges,
+      ...(embedding !== undefined ? { vectorField: `${field}.embeddings[${newest}].vector` } : {}),
+    }
   })
 
 /** A core entity in the compatible shape, for `tenant`. */
@@ -407,7 +432,7 @@ export const putEntity = (
     const options = consistencyOptions(request.consistency_level)
     const result = yield* coordinator.upsert(tenant, [write.entity], options)
     const failure = result.failed[0]
-    if (failure !== undefined) return yield* Effect.fail(failure.error)
+    if (failure !== undefined) return yield* Effect.fail(toCompatFailure(failure.error, write, "entity"))
     if (write.incomingEdges.length > 0) yield* coordinator.putEdges(tenant, write.incomingEdges, options)
     return { entity_id: write.entity.id }
   }).pipe(Effect.withSpan("Compat.putEntity"))
@@ -458,9 +483,15 @@ export const batchPutEntities = (
     const edges = writes.filter((w) => written.has(w.entity.id)).flatMap((w) => w.incomingEdges)
     if (edges.length > 0) yield* coordinator.putEdges(tenant, edges, options)
     const failureCount = result.failed.length
+    // Every write went to the Coordinator in request order, so its `entities[i]` is the request's.
+    const named = result.failed.map((f) => {
+      const index = Number(/^entities\[(\d+)\]/.exec(f.error.field)?.[1] ?? -1)
+      const write = writes[index]
+      return { id: f.id, error: write === undefined ? f.error : toCompatFailure(f.error, write, `entities[${index}]`) }
+    })
     return {
       success: failureCount === 0,
-      error_message: result.failed.map((f) => `${f.id}: ${f.error.message}`).join("; "),
+      error_message: named.map((f) => `${f.id}: ${f.error.message}`).join("; "),
       entity_ids: result.ids,
       success_count: result.ids.length,
       failure_count: failureCount,
@@ -511,18 +542,27 @@ export const query = (
       return yield* Effect.fail(new InvalidInput({ field: "k", message: `k: must be at most ${limits.maxK} (got ${k})` }))
     }
     const coordinator = yield* Coordinator.Coordinator
-    const results = yield* coordinator.query(
-      tenant,
-      new QueryRequest({
-        vector: request.query_vector,
-        k,
-        expand: new Expand({ hops: 1, factor: request.expand_factor ?? DEFAULT_EXPAND_FACTOR, direction: "out" }),
-        includeEntities: true,
-        // The AlliDB entity carries its embeddings; the executor omits vectors unless asked.
-        includeVectors: true,
-      }),
-      consistencyOptions(request.consistency_level),
-    )
+    const results = yield* coordinator
+      .query(
+        tenant,
+        new QueryRequest({
+          vector: request.query_vector,
+          k,
+          expand: new Expand({ hops: 1, factor: request.expand_factor ?? DEFAULT_EXPAND_FACTOR, direction: "out" }),
+          includeEntities: true,
+          // The AlliDB entity carries its embeddings; the executor omits vectors unless asked.
+          includeVectors: true,
+        }),
+        consistencyOptions(request.consistency_level),
+      )
+      .pipe(
+        // The core request calls it `vector`; this client sent `query_vector`.
+        Effect.mapError((error) =>
+          error._tag === "DimensionMismatch" && error.field === "vector"
+            ? new DimensionMismatch({ field: "query_vector", expected: error.expected, actual: error.actual })
+            : error,
+        ),
+      )
     const traceId = yield* traceIdFor(request.trace_id)
     return {
       results: results.map((r) => ({

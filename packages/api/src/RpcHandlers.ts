@@ -10,7 +10,7 @@
  */
 import { randomBytes } from "node:crypto"
 import { Coordinator } from "@allidb/cluster"
-import { type ClientError, DeadlineExceeded, InvalidInput } from "@allidb/core"
+import { type ClientError, DeadlineExceeded, DimensionMismatch, InvalidInput } from "@allidb/core"
 import { Metrics, RequestTelemetry, Tracing } from "@allidb/observability"
 import * as Cause from "effect/Cause"
 import * as Duration from "effect/Duration"
@@ -112,7 +112,14 @@ export const layerHandlers = Rpcs.toLayer(
         Effect.gen(function* () {
           const tenant = yield* CurrentTenant
           yield* checkAtMost("request.k", payload.request.k, config.maxK)
-          return yield* coordinator.query(tenant, payload.request, readOptions(payload))
+          return yield* coordinator.query(tenant, payload.request, readOptions(payload)).pipe(
+            // The Coordinator names the request's own field; in this payload it sits under `request`.
+            Effect.mapError((error) =>
+              error._tag === "DimensionMismatch" && error.field === "vector"
+                ? new DimensionMismatch({ field: "request.vector", expected: error.expected, actual: error.actual })
+                : error,
+            ),
+          )
         }),
       Traverse: (payload) =>
         Effect.gen(function* () {
