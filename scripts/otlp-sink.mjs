@@ -2,7 +2,7 @@
 // A do-nothing OTLP/HTTP receiver for measuring the cost of span export:
 // answers 200 to every POST /v1/traces (reading the whole body, as a real
 // collector would) and counts requests, bytes and spans. `GET /stats` returns
-// the counts as JSON. Prints `{"listening": "http://127.0.0.1:PORT"}` on stdout.
+// the counts as JSON (also printed to stderr on SIGINT/SIGTERM). Prints `{"listening": "http://127.0.0.1:PORT"}` on stdout.
 //
 //   node scripts/otlp-sink.mjs [--port 4318] [--host 127.0.0.1]
 //   OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318 node apps/allidbd …
@@ -13,11 +13,19 @@ const arg = (name, fallback) => {
   return i >= 0 && process.argv[i + 1] !== undefined ? process.argv[i + 1] : fallback
 }
 
-const stats = { requests: 0, bytes: 0, spans: 0, unparsable: 0 }
+// `names`: spans received per span name, to see what a request exports.
+const stats = { requests: 0, bytes: 0, spans: 0, unparsable: 0, names: {} }
 
 const countSpans = (body) => {
   let spans = 0
-  for (const r of body.resourceSpans ?? []) for (const s of r.scopeSpans ?? []) spans += (s.spans ?? []).length
+  for (const r of body.resourceSpans ?? []) {
+    for (const s of r.scopeSpans ?? []) {
+      for (const span of s.spans ?? []) {
+        spans++
+        stats.names[span.name] = (stats.names[span.name] ?? 0) + 1
+      }
+    }
+  }
   return spans
 }
 

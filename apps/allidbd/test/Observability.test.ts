@@ -297,6 +297,15 @@ layer(ServerLive, { excludeTestServices: true, timeout: "60 seconds" })("observa
       yield* eventually("a first export", () => (h.otlp.spans().length > 0 ? true : undefined))
       assert.isTrue(h.otlp.contentTypes.every((t) => t.startsWith("application/json")))
       assert.deepStrictEqual([...h.otlp.serviceNames], ["allidb-e2e"])
+      // One request span per request: the platform's own HTTP span is off (Tracing.layer).
+      const upsertSpan = yield* eventually("the upsert's request span", () =>
+        h.otlp.spans().find((s) => s.name === "http /v1/entities"),
+      )
+      assert.strictEqual(attr(upsertSpan.attributes, "http.request.method"), "POST")
+      assert.deepStrictEqual(
+        h.otlp.spans().filter((s) => s.name.startsWith("http.server")).map((s) => s.name),
+        [],
+      )
     }),
   )
 

@@ -15,7 +15,6 @@ import * as Tracing from "./Tracing.js"
 export interface RequestInfo extends Tracing.RequestSpanInfo {
   readonly surface: Metrics.Surface
   readonly requestId: string
-  readonly method?: string | undefined
 }
 
 /**

@@ -1,18 +1,24 @@
 /**
  * Span export and trace-context helpers. With OTEL_EXPORTER_OTLP_TRACES_ENDPOINT or
  * OTEL_EXPORTER_OTLP_ENDPOINT set, every Effect span goes through the OpenTelemetry SDK
- * (@effect/opentelemetry NodeSdk) to a BatchSpanProcessor and the OTLP/HTTP (JSON) exporter.
- * Without them nothing is installed: Effect's built-in tracer keeps its cheap in-memory spans
- * (trace ids still reach the logs) and nothing is exported.
+ * (@effect/opentelemetry's tracer over a BasicTracerProvider) to a BatchSpanProcessor and the
+ * OTLP/HTTP (JSON) exporter. Without them nothing is installed: Effect's built-in tracer keeps
+ * its cheap in-memory spans (trace ids still reach the logs) and nothing is exported.
+ *
+ * Cost (measured with `npm run bench -- tracing`): a request is one span per layer of the
+ * architecture (request, Coordinator, QueryExecutor and its stages), the platform's own
+ * per-request HTTP span is turned off (it duplicated ours), and the OpenTelemetry context is
+ * not re-entered on every fiber step (see `withoutContextPropagation`).
  */
 import * as Headers from "@effect/platform/Headers"
+import * as HttpMiddleware from "@effect/platform/HttpMiddleware"
 import * as HttpTraceContext from "@effect/platform/HttpTraceContext"
-import * as NodeSdk from "@effect/opentelemetry/NodeSdk"
+import * as OtelResource from "@effect/opentelemetry/Resource"
+import * as OtelTracer from "@effect/opentelemetry/Tracer"
 import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-http"
-import { BatchSpanProcessor } from "@opentelemetry/sdk-trace-base"
+import { BasicTracerProvider, BatchSpanProcessor } from "@opentelemetry/sdk-trace-base"
 import * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
-import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
@@ -45,25 +51,71 @@ export const exportSettings: Effect.Effect<Option.Option<ExportSettings>, Config
   },
 )
 
+/**
+ * @effect/opentelemetry's tracer re-enters the span as the active OpenTelemetry context on
+ * every fiber step, so that OpenTelemetry-instrumented non-Effect code sees it. Nothing in
+ * this server is instrumented that way and no context manager is registered (so the context
+ * entered is dropped at once), yet building it cost a few percent of a query's CPU: spans are
+ * made by the OpenTelemetry tracer and everything else runs as is.
+ */
+export const withoutContextPropagation = (tracer: Tracer.Tracer): Tracer.Tracer =>
+  Tracer.make({
+    span: (name, parent, context, links, startTime, kind, options) =>
+      tracer.span(name, parent, context, links, startTime, kind, options),
+    context: (execution) => execution(),
+  })
+
+/**
+ * The SDK's tracer provider with the batch processor and the OTLP/HTTP exporter; on close it
+ * flushes what is queued (bounded, so a dead collector cannot hold up shutdown).
+ */
+const layerTracerProvider = (settings: ExportSettings) =>
+  Layer.scoped(
+    OtelTracer.OtelTracerProvider,
+    Effect.flatMap(OtelResource.Resource, (resource) =>
+      Effect.acquireRelease(
+        Effect.sync(
+          () =>
+            // Queue size, batch size and delay come from the standard OTEL_BSP_* variables.
+            new BasicTracerProvider({
+              resource,
+              spanProcessors: [new BatchSpanProcessor(new OTLPTraceExporter({ url: settings.tracesUrl }))],
+            }),
+        ),
+        (provider) =>
+          Effect.promise(() => provider.forceFlush().then(() => provider.shutdown())).pipe(
+            Effect.interruptible,
+            Effect.timeoutOption("3 seconds"),
+          ),
+      ),
+    ),
+  )
+
 /** Exports every Effect span over OTLP/HTTP for the life of the layer; flushes on close. */
 export const layerExport = (settings: ExportSettings, options: { readonly nodeId: string }): Layer.Layer<never> =>
-  NodeSdk.layer(() => ({
-    resource: {
-      serviceName: settings.serviceName,
-      attributes: { "service.instance.id": options.nodeId, "allidb.node_id": options.nodeId },
-    },
-    spanProcessor: new BatchSpanProcessor(new OTLPTraceExporter({ url: settings.tracesUrl })),
-    shutdownTimeout: "3 seconds",
-  })).pipe(Layer.map(() => Context.empty()))
+  Layer.unwrapEffect(Effect.map(OtelTracer.make, (tracer) => Layer.setTracer(withoutContextPropagation(tracer)))).pipe(
+    Layer.provide(OtelTracer.layerTracer),
+    Layer.provide(layerTracerProvider(settings)),
+    Layer.provide(
+      OtelResource.layerFromEnv(
+        OtelResource.configToAttributes({
+          serviceName: settings.serviceName,
+          attributes: { "service.instance.id": options.nodeId, "allidb.node_id": options.nodeId },
+        }),
+      ),
+    ),
+  )
 
 /**
  * Tracing as configured by the environment: OTLP export when an endpoint is set, otherwise
- * nothing. Also redacts the AlliDB API key header from the request-header attributes that
- * the platform's HTTP tracer records.
+ * nothing. Also turns off the platform's per-request HTTP span (the API surfaces make their
+ * own request span, `withRequestSpan`) and redacts the AlliDB API key header from the
+ * request-header attributes that span would record should it be turned back on.
  */
 export const layer = (options: { readonly nodeId: string }): Layer.Layer<never, ConfigError.ConfigError> =>
-  Layer.merge(
+  Layer.mergeAll(
     redactApiKeyHeader,
+    platformHttpSpanOff,
     Layer.unwrapEffect(
       Effect.map(
         exportSettings,
@@ -84,6 +136,16 @@ export const apiKeyHeader = "x-allidb-api-key"
  */
 export const redactApiKeyHeader: Layer.Layer<never> = Layer.scopedDiscard(
   Effect.locallyScopedWith(Headers.currentRedactedNames, (names) => [...names, apiKeyHeader]),
+)
+
+/**
+ * @effect/platform wraps every HTTP request in an `http.server <METHOD>` span holding the URL
+ * and every request header. Our request span (surface, route template, tenant, request id,
+ * sizes, status) says more, with bounded attributes; two spans per request doubled the
+ * export cost of the cheapest requests for nothing.
+ */
+export const platformHttpSpanOff: Layer.Layer<never> = Layer.scopedDiscard(
+  Effect.locallyScoped(HttpMiddleware.currentTracerDisabledWhen, () => true),
 )
 
 // ---------------------------------------------------------------------------------------------
@@ -141,6 +203,8 @@ export interface RequestSpanInfo {
   readonly tenant?: string | undefined
   readonly requestId?: string | undefined
   readonly requestBytes?: number | undefined
+  /** The HTTP method, for HTTP surfaces. */
+  readonly method?: string | undefined
   /** The caller's span, from `parentFromHeaders` / `parentFromTraceId`. */
   readonly parent?: Option.Option<Tracer.ExternalSpan> | Tracer.ExternalSpan | undefined
 }
@@ -153,6 +217,7 @@ export const requestSpanAttributes = (info: RequestSpanInfo): Record<string, unk
   if (info.tenant !== undefined) attributes["allidb.tenant"] = info.tenant
   if (info.requestId !== undefined) attributes["allidb.request_id"] = info.requestId
   if (info.requestBytes !== undefined) attributes["allidb.request.bytes"] = info.requestBytes
+  if (info.method !== undefined) attributes["http.request.method"] = info.method
   return attributes
 }
 
