@@ -75,7 +75,7 @@ const DriversLive = Layer.scoped(
       Native.driver(node.httpUrl, keysOf("http"), tenantsOf("http")),
       Compatible.restDriver(node.httpUrl, keysOf("rest"), tenantsOf("rest")),
       Compatible.grpcDriver(new GrpcTestClient(grpcClient), keysOf("grpc"), tenantsOf("grpc")),
-      Typed.rpcDriver(rpc, tenantsOf("rpc")),
+      Typed.rpcDriver(rpc, tenantsOf("rpc"), yield* Typed.uncheckedRpcSurface(node.httpUrl, rpcKeys.t1)),
       Typed.embeddedDriver(Context.get(embedded, Coordinator.Coordinator), { t1: "embedded-t1", t2: "embedded-t2" }),
     ]
   }),
@@ -95,6 +95,27 @@ const run = (name: string, body: (driver: S.Driver) => R.Step<unknown>) =>
     if (notes.length === 0) notes.push(...drivers.flatMap((d) => d.notes))
     const failures = yield* R.scenario(matrix, drivers, name, body)
     assert.deepStrictEqual(failures, [], failures.join("\n"))
+  })
+
+/**
+ * A scenario with a known, reported divergence: it must fail on exactly the
+ * listed surfaces, each failure matching its pattern (so the row still shows
+ * FAIL in the matrix, and the test breaks, asking for an update, once fixed).
+ */
+const runKnown = (
+  name: string,
+  expected: Readonly<Record<string, RegExp>>,
+  body: (driver: S.Driver) => R.Step<unknown>,
+) =>
+  Effect.gen(function* () {
+    const drivers = yield* Drivers
+    const failures = yield* R.scenario(matrix, drivers, name, body)
+    const failing = failures.map((f) => f.slice(0, f.indexOf(": ")))
+    assert.deepStrictEqual(failing, Object.keys(expected), `known divergence changed (fixed?):\n${failures.join("\n")}`)
+    for (const failure of failures) {
+      const surface = failure.slice(0, failure.indexOf(": "))
+      assert.match(failure, expected[surface]!, "known divergence changed")
+    }
   })
 
 // ---------------------------------------------------------------------------
@@ -615,10 +636,30 @@ layer(DriversLive, { timeout: "60 seconds", excludeTestServices: true })("confor
     // BUG (reported, not fixed here): an entity written over gRPC without an
     // importance is stored with importance 0 (the proto3 default of `double
     // importance = 8`), while the same entity over compat REST or /v1 has none
-    // and is scored as 0.5, so it ranks differently by surface. `it.fails`
-    // keeps the row visible (FAIL in the matrix) and flips when it is fixed.
-    it.effect.fails("an entity without importance scores the same on every surface", () =>
-      run("no importance given → same score", (d) =>
+    // and is scored as 0.5, so it ranks differently by surface. Asserted as
+    // is, so the row shows FAIL until it is fixed.
+    // BUG (reported, not fixed here: it is @effect/rpc's RpcServer): a payload
+    // that fails the RPC schema is answered with a defect carrying the schema's
+    // decode tree, before the authentication middleware runs, instead of
+    // InvalidInput naming the field. The typed client never sends one (it
+    // refuses while encoding), but any other msgpack client can. Asserted as
+    // is, so the row shows FAIL until it is fixed.
+    it.effect("an RPC payload no client checked is refused as invalid_argument (known: a defect)", () =>
+      runKnown("unchecked RPC payload → invalid_argument", { "typed RPC": /got unknown: defect: .*entity id must not be empty/s }, (d) =>
+        Effect.gen(function* () {
+          if (d.unchecked === undefined) {
+            return yield* new R.NotApplicable({ reason: "no typed client to bypass (requests above already go unchecked)" })
+          }
+          const upsert = yield* R.op(d.unchecked, "upsert")
+          yield* R.expectErr("upsert", upsert([{ id: "", time: T0 }]), "invalid_argument", d.field("entities[0].id"))
+          return "invalid_argument"
+        }),
+      ),
+    )
+
+    it.effect("an entity without importance scores the same on every surface (known: not over gRPC)", () =>
+      // 0.075 = the importance weight 0.15 × (0.5 for "none" − 0 stored by gRPC).
+      runKnown("no importance given → same score", { gRPC: /^gRPC: differs from native HTTP: 0\.8497\d* vs 0\.9247\d*$/ }, (d) =>
         Effect.gen(function* () {
           const t1 = yield* R.as(d, "t1")
           const vector = [0.25, 0.75, 0.25, 0.25]

@@ -58,7 +58,9 @@ export class Matrix {
     const label = (cell: Cell | undefined): string => {
       if (cell === undefined) return "-"
       if (cell._tag === "pass") return "pass"
-      const text = cell._tag === "na" ? cell.reason : cell.detail
+      // One line per footnote: long decode trees are cut (the failing test prints them whole).
+      const full = (cell._tag === "na" ? cell.reason : cell.detail).replace(/\s+/g, " ")
+      const text = full.length > 240 ? `${full.slice(0, 240)}…` : full
       let index = footnotes.indexOf(text)
       if (index < 0) index = footnotes.push(text) - 1
       return `${cell._tag === "na" ? "n.a." : "FAIL"} [${index + 1}]`

@@ -223,6 +223,12 @@ export interface Driver {
   readonly as: (principal: Principal) => Surface | undefined
   /** Logical field name (native spelling, e.g. `entities[0].vector`) → this surface's spelling. */
   readonly field: (logical: string) => string
+  /**
+   * The surface as t1 without the client-side checks a typed client makes
+   * (only where such a client exists: RPC), so the server's own validation is
+   * what answers.
+   */
+  readonly unchecked?: Surface
   /** How this surface offers an operation it emulates (printed under the matrix). */
   readonly notes: ReadonlyArray<string>
 }

@@ -10,9 +10,16 @@
  * client's own payload encoding (a defect carrying the ParseError, before
  * anything is sent) or the server.
  */
+import * as FetchHttpClient from "@effect/platform/FetchHttpClient"
+import * as HttpClient from "@effect/platform/HttpClient"
+import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
+import * as Rpc from "@effect/rpc/Rpc"
+import * as RpcClient from "@effect/rpc/RpcClient"
+import * as RpcGroup from "@effect/rpc/RpcGroup"
+import * as RpcSerialization from "@effect/rpc/RpcSerialization"
 import type { Coordinator } from "@allidb/cluster"
 import {
-  type ClientError,
+  ClientError,
   ConsistencyLevel,
   EdgeRef,
   EdgeWrite,
@@ -29,10 +36,13 @@ import {
 } from "@allidb/core"
 import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
 import type * as AlliDbClient from "../../../client/src/AlliDbClient.js"
+import { rpcUrl } from "../../../client/src/AlliDbClient.js"
+import { API_KEY_HEADER } from "../../src/Auth.js"
 import * as ErrorMapping from "../../src/ErrorMapping.js"
 import * as Native from "./Native.js"
 import * as S from "./Surface.js"
@@ -342,10 +352,62 @@ export const rpcField = (logical: string): string =>
 export const rpcDriver = (
   clients: { readonly [K in S.Principal]: AlliDbClient.Service },
   tenants: S.Pair,
+  unchecked: S.Surface,
 ): S.Driver => ({
   name: "typed RPC",
   tenants,
+  unchecked,
   as: (principal) => rpcSurface(clients[principal]),
   field: rpcField,
   notes: ["typed RPC: payloads built unvalidated; the client's own encoding refuses schema-invalid values before sending"],
 })
+
+// ---------------------------------------------------------------------------
+// RPC without the typed client's checks: the same protocol and endpoint with
+// `Unknown` payloads, i.e. what any other msgpack client can send. Only the
+// server's validation stands between such a payload and the Coordinator.
+
+class UncheckedRpcs extends RpcGroup.make(
+  Rpc.make("Upsert", {
+    payload: { entities: Schema.Array(Schema.Unknown), consistency: Schema.optional(Schema.Unknown) },
+    success: Schema.Unknown,
+    error: ClientError,
+  }),
+  Rpc.make("Query", {
+    payload: { request: Schema.Unknown, consistency: Schema.optional(Schema.Unknown) },
+    success: Schema.Unknown,
+    error: ClientError,
+  }),
+) {}
+
+export const uncheckedRpcSurface = (url: string, apiKey: string) =>
+  Effect.gen(function* () {
+    const client = yield* RpcClient.make(UncheckedRpcs).pipe(
+      Effect.provide(
+        RpcClient.layerProtocolHttp({
+          url: rpcUrl(url),
+          transformClient: (c) => HttpClient.mapRequest(c, HttpClientRequest.setHeader(API_KEY_HEADER, apiKey)),
+        }).pipe(Layer.provide(RpcSerialization.layerMsgPack), Layer.provide(FetchHttpClient.layer)),
+      ),
+    )
+    const surface: S.Surface = {
+      upsert: (docs, o) =>
+        run(
+          client.Upsert({
+            entities: docs.map(Native.entityJson),
+            ...(o?.consistency !== undefined ? { consistency: o.consistency } : {}),
+          }),
+          (answer) => {
+            const { ids, failed } = Schema.decodeUnknownSync(
+              Schema.Struct({ ids: Schema.Array(Schema.String), failed: Schema.Array(Schema.Struct({ id: Schema.String, error: ClientError })) }),
+            )(answer)
+            return upsertAnswer({ ids, failed })
+          },
+        ).pipe(Effect.map(flatten)),
+      query: (q) =>
+        run(client.Query({ request: Native.queryJson(q) }), (answer) =>
+          (answer as ReadonlyArray<{ readonly id: string; readonly score: number }>).map((r) => ({ id: r.id, score: r.score, doc: undefined })),
+        ),
+    }
+    return surface
+  })
