@@ -425,8 +425,24 @@ export const make: Effect.Effect<
   // writes/s every step per write shows up in the profile.
 
   /** createdAt of the stored entity, kept by a PutEntity that does not give one. */
+  const noTables: ReadonlySet<number> = new Set()
+  /**
+   * readRow for the createdAt lookup: most PutEntity calls write new ids, so
+   * first ask the blooms (one cheap step) whether any table may hold the key.
+   */
+  const readRowForWrite = (key: Row.Key): Effect.Effect<Row.Row | undefined, ReadError> =>
+    Effect.flatMap(memtable.get(key), (mem) =>
+      Effect.flatMap(store.mayHoldOlder(key, Number.MAX_SAFE_INTEGER, noTables), (inTables) =>
+        inTables
+          ? Effect.map(store.get(key), (table) =>
+              mem === undefined ? table : table === undefined ? mem : Row.merge(mem, table),
+            )
+          : Effect.succeed(mem),
+      ),
+    )
+
   const existingCreatedAt = (key: Row.Key): Effect.Effect<number | undefined, StorageFailure | TenantViolation> =>
-    readRow(key).pipe(
+    readRowForWrite(key).pipe(
       Effect.map((row) => {
         const meta = row?.cells.get(Row.META)?.value
         return meta?._tag === "Meta" ? meta.createdAt : undefined
