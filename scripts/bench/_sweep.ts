@@ -104,10 +104,14 @@ export const printSweep = (title: string, points: ReadonlyArray<Point>): string 
     points.map((p) => [p.system, p.mode, String(p.ef), fmt(p.recall, 3), fmt(p.qps), fmt(p.p50, 2), fmt(p.p99, 2)]),
   )
 
-/** The cheapest sweep point of a system/mode reaching the recall target (or its best recall when none does). */
+/**
+ * The smallest ef of a system/mode reaching the recall target (or its best
+ * recall when none does). Chosen by recall, which is deterministic, not by
+ * QPS, which is noisy here: picking the fastest point would reward noise.
+ */
 export const atRecall = (points: ReadonlyArray<Point>, system: string, mode: string, target: number): Point | undefined => {
   const mine = points.filter((p) => p.system === system && p.mode === mode)
-  const ok = mine.filter((p) => p.recall >= target).sort((a, b) => b.qps - a.qps)
+  const ok = mine.filter((p) => p.recall >= target).sort((a, b) => a.ef - b.ef)
   if (ok.length > 0) return ok[0]
   return [...mine].sort((a, b) => b.recall - a.recall)[0]
 }
