@@ -184,6 +184,13 @@ const program = Effect.gen(function* () {
       }),
     ),
   )
+  const ingestProfile = option("profile-ingest", "")
+  const ingestSession = ingestProfile === "" ? undefined : new Inspector.Session()
+  if (ingestSession !== undefined) {
+    ingestSession.connect()
+    ingestSession.post("Profiler.enable")
+    ingestSession.post("Profiler.start")
+  }
   t0 = performance.now()
   cpu0 = process.cpuUsage()
   let lastSeq = 0
@@ -203,6 +210,14 @@ const program = Effect.gen(function* () {
   yield* stack.index.awaitSeq(lastSeq)
   const ingestSeconds = (performance.now() - t0) / 1000
   const ingestCpu = cpuSeconds(cpu0)
+  if (ingestSession !== undefined) {
+    yield* Effect.async<void>((resume) => {
+      ingestSession.post("Profiler.stop", (_error, result) => {
+        Fs.writeFileSync(ingestProfile, JSON.stringify(result.profile))
+        resume(Effect.void)
+      })
+    })
+  }
 
   const requests = queries.map((vector) =>
     Schema.decodeUnknownSync(QueryRequest)({ vector, k: K, ef: EF, include_entities: false }),

@@ -1,5 +1,8 @@
 import { assert, describe, it } from "@effect/vitest"
+import * as Context from "effect/Context"
+import * as DefaultServices from "effect/DefaultServices"
 import * as Effect from "effect/Effect"
+import * as Tracer from "effect/Tracer"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
@@ -259,6 +262,30 @@ describe("QueryExecutor entities", () => {
       assert.instanceOf(r!.entity, Entity)
       assert.deepStrictEqual({ ...r!.entity! }, { ...expected })
       assert.deepStrictEqual(Schema.encodeSync(Entity)(r!.entity!), Schema.encodeSync(Entity)(expected))
+    }),
+  )
+})
+
+describe("QueryExecutor tracing", () => {
+  it.scoped("makes query spans (with stage children) once an exporting tracer is installed", () =>
+    Effect.gen(function* () {
+      const h = yield* Harness.make({ dataDir: tmp() })
+      yield* h.put(graph)
+      const builtIn = Context.get(DefaultServices.liveServices, Tracer.Tracer)
+      const names: Array<string> = []
+      const recording = Tracer.make({
+        span: (...args: Parameters<Tracer.Tracer["span"]>) => {
+          names.push(args[0])
+          return builtIn.span(...args)
+        },
+        context: builtIn.context,
+      })
+      yield* h.executor.query(T, request({ vector: [1, 0], k: 3, expand: { hops: 1 } }))
+      assert.deepStrictEqual(names, [], "no spans under the built-in tracer")
+      yield* h.executor
+        .query(T, request({ vector: [1, 0], k: 3, expand: { hops: 1 } }))
+        .pipe(Effect.withTracer(recording))
+      assert.sameMembers(names, ["QueryExecutor.query", "QueryExecutor.expand", "QueryExecutor.fetch"])
     }),
   )
 })
