@@ -184,6 +184,51 @@ layer(DriversLive, { timeout: "60 seconds", excludeTestServices: true })("confor
       ),
     )
 
+    it.effect("a batch with one refused entity writes the rest", () =>
+      run("batch: one refused, the rest written", (d) =>
+        Effect.gen(function* () {
+          const t1 = yield* R.as(d, "t1")
+          const answer = yield* R.expectOk(
+            "upsert",
+            (yield* R.op(t1, "upsert"))([
+              { id: "p-ok", type: "partial", importance: 0.5, time: T0 },
+              { id: "p-bad", vector: [1, 0, 0], importance: 0.5, time: T0 },
+            ]),
+          )
+          const refused = answer.failed.map((f) => ({ id: f.id, code: f.code }))
+          yield* R.check(
+            R.approxEqual(answer.ids, ["p-ok"]) && R.approxEqual(refused, [{ id: "p-bad", code: "invalid_argument" }]),
+            () => `answer ${JSON.stringify(answer)}`,
+          )
+          // Where the surface names the refused field, it is the request's path to the vector.
+          const field = answer.failed[0]?.field
+          yield* R.check(field === undefined || field === d.field("entities[1].vector"), () => `field ${field}`)
+          if (t1.get !== undefined) {
+            yield* R.expectOk("get p-ok", t1.get("p-ok"))
+            yield* R.expectErr("get p-bad", t1.get("p-bad"), "not_found")
+          }
+          return { ids: answer.ids, refused }
+        }),
+      ),
+    )
+
+    it.effect("every consistency level is accepted", () =>
+      run("consistency ONE / QUORUM / ALL", (d) =>
+        Effect.gen(function* () {
+          const t1 = yield* R.as(d, "t1")
+          const upsert = yield* R.op(t1, "upsert")
+          const query = yield* R.op(t1, "query")
+          const seen: Array<ReadonlyArray<string>> = []
+          for (const consistency of ["ONE", "QUORUM", "ALL"]) {
+            yield* R.expectOk(`upsert ${consistency}`, upsert([{ id: `cl-${consistency}`, type: "cl", time: T0 }], { consistency }))
+            seen.push(ids(yield* R.expectOk(`query ${consistency}`, query({ ...Q1, consistency }))))
+          }
+          yield* R.check(seen.every((x) => R.approxEqual(x, seen[0])), () => `answers differ by level: ${JSON.stringify(seen)}`)
+          return seen
+        }),
+      ),
+    )
+
     it.effect("get after upsert", () =>
       run("get after upsert", (d) =>
         Effect.gen(function* () {
