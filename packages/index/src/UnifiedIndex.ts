@@ -73,6 +73,7 @@ export interface TenantsShape {
 export class Tenants extends Context.Tag("@allidb/index/UnifiedIndex/Tenants")<Tenants, TenantsShape>() {}
 
 const GET_MANY_BATCH = 1024
+const CLOSE_SNAPSHOT_TIMEOUT = "60 seconds"
 const MAX_EVENTS_PER_BATCH = 4096
 
 /** Storage reads of the apply loop are retried until they work: the index must not skip a commit. */
@@ -334,7 +335,17 @@ export const make: Effect.Effect<
       Effect.forkScoped,
     )
   }
-  if (config.snapshotOnClose) yield* Effect.addFinalizer(() => snapshotAll)
+  // Bounded: shutdown must not hang on a stuck storage read (the apply loop
+  // holds the lock while it reads). An interrupted snapshot never reaches its
+  // MANIFEST, so the previous one stays in force.
+  if (config.snapshotOnClose) {
+    yield* Effect.addFinalizer(() =>
+      snapshotAll.pipe(
+        Effect.timeout(CLOSE_SNAPSHOT_TIMEOUT),
+        Effect.catchAll(() => Effect.logWarning("index snapshot at shutdown timed out; the previous one stays in force")),
+      ),
+    )
+  }
 
   const index: UnifiedIndexShape = {
     ensureDimension: (tenant, dimension, field) =>

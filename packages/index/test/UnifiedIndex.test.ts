@@ -1,11 +1,13 @@
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as TestClock from "effect/TestClock"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import type { EntityId, Relation, TenantId } from "@allidb/core"
 import { edge } from "./FakeStorage.js"
+import * as Snapshot from "../src/Snapshot.js"
 import * as Harness from "./Harness.js"
 
 const { entity, T } = Harness
@@ -143,6 +145,26 @@ describe("UnifiedIndex", () => {
         found = ids(yield* h.executor.query(T, q([0, 1])))
       }
       assert.sameMembers([...found], ["a", "c"])
+    }),
+  )
+
+  it.scoped("writes snapshots in the background every interval", () =>
+    Effect.gen(function* () {
+      const dataDir = tmp()
+      const h = yield* Harness.make({ dataDir, config: { snapshotIntervalMs: 60_000, snapshotOnClose: false } })
+      yield* h.put([entity("a", { vector: [1, 0] })])
+      const manifest = Path.join(Snapshot.tenantDir(dataDir, T), "MANIFEST")
+      assert.isFalse(Fs.existsSync(manifest))
+      yield* TestClock.adjust("60 seconds")
+      for (let i = 0; i < 400 && !Fs.existsSync(manifest); i++) {
+        yield* Effect.promise(() => new Promise((r) => setTimeout(r, 5)))
+      }
+      assert.isTrue(Fs.existsSync(manifest), "a snapshot after one interval")
+      const first = JSON.parse(Fs.readFileSync(manifest, "utf8")).generation
+      // nothing changed: the next interval skips the tenant
+      yield* TestClock.adjust("60 seconds")
+      yield* Effect.promise(() => new Promise((r) => setTimeout(r, 100)))
+      assert.strictEqual(JSON.parse(Fs.readFileSync(manifest, "utf8")).generation, first)
     }),
   )
 })
