@@ -13,6 +13,7 @@
  * key and `DONE`, and exits: verification runs in its own process so nothing
  * of it (a background compaction, say) can touch the data dir afterwards.
  */
+import * as Fs from "node:fs"
 import { Entity, entityId, tenantId } from "@allidb/core"
 import * as Effect from "effect/Effect"
 import * as Logger from "effect/Logger"
@@ -37,9 +38,25 @@ const random = () => {
   return ((t ^ (t >>> 14)) >>> 0) / 4294967296
 }
 const tenant = tenantId("crash")
-const line = (s: string) => process.stdout.write(`${s}\n`)
-// The parent closing the pipe ends the child like the kill would.
-process.stdout.on("error", () => process.exit(0))
+/**
+ * One report line, written with a blocking write(2) on fd 1 before the next
+ * step runs. process.stdout may buffer in user space when the pipe is busy,
+ * and a kill -9 would then drop lines about writes that did happen.
+ */
+const line = (s: string): void => {
+  const bytes = Buffer.from(`${s}\n`, "utf8")
+  let offset = 0
+  while (offset < bytes.length) {
+    try {
+      offset += Fs.writeSync(1, bytes, offset)
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code
+      if (code === "EAGAIN") continue // a non-blocking pipe that is full: retry until the parent reads
+      if (code === "EPIPE") process.exit(0) // the parent closed the pipe: nothing left to report to
+      throw error
+    }
+  }
+}
 
 const program = Effect.gen(function* () {
   const engine = yield* StorageEngine.StorageEngine
