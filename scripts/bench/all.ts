@@ -21,11 +21,11 @@ const quickSteps: ReadonlyArray<Step> = [
   ["storage", "storage", ["--writes", "20000", "--gets", "10000", "--runs", "3"], 90],
   ["index", "index", ["--quick", "--n", "10000", "--queries", "100"], 150],
   ["ingest", "ingest", ["--quick", "--n", "5k", "--repeats", "3", "--once", "AlliDB HTTP,AlliDB HTTP wait=false,AlliDB RPC client"]],
-  ["query", "query", ["--quick"]],
-  ["query-768", "query", ["--quick", "--n", "5k", "--dim", "768", "--queries", "200", "--peers", "hnswlib", "--no-http"]],
-  ["hybrid", "hybrid", ["--quick"]],
+  ["query", "query", ["--quick", "--queries", "200", "--efs", "10,16,64,128"]],
+  ["query-768", "query", ["--quick", "--n", "3k", "--dim", "768", "--queries", "100", "--efs", "16,64", "--peers", "hnswlib", "--no-http"]],
+  ["hybrid", "hybrid", ["--quick", "--queries", "100", "--efs", "16,64", "--rounds", "2"]],
   ["mixed", "mixed", ["--quick"]],
-  ["restart", "restart", ["--quick"]],
+  ["restart", "restart", ["--quick", "--repeats", "2"]],
   ["scale", "scale", ["--quick", "--sizes", "2k,5k,10k"]],
 ]
 
