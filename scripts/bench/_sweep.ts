@@ -16,7 +16,10 @@ export interface System {
   /** Entity indexes, best first. */
   readonly search: (q: Float32Array, ef: number) => Promise<ArrayLike<number>> | ArrayLike<number>
   /** When present (single client), answers a whole round in one call and reports per-query latencies. */
-  readonly searchAll?: (qs: ReadonlyArray<Float32Array>, ef: number) => Promise<{ got: Array<ArrayLike<number>>; latencies: Array<number> }>
+  readonly searchAll?: (
+    qs: ReadonlyArray<Float32Array>,
+    ef: number,
+  ) => Promise<{ got: Array<ArrayLike<number>>; latencies: Array<number>; seconds?: number }>
 }
 
 export interface Point {
@@ -54,9 +57,9 @@ export const sweep = async (
           const qs = Array.from({ length: queries }, (_, q) => queryOf(d, q))
           const t0 = now()
           const run = await s.searchAll(qs, ef)
-          st.qps.push(queries / ((now() - t0) / 1000))
+          st.qps.push(queries / (run.seconds ?? (now() - t0) / 1000))
           st.lat.push(...run.latencies)
-          if (r === 0) run.got.forEach((g, q) => (st.got[q] = g))
+          if (r === 0) for (let q = 0; q < queries; q++) st.got[q] = run.got[q]!
         } else if (s.concurrency === 1) {
           const t0 = now()
           for (let q = 0; q < queries; q++) {

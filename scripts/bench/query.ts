@@ -74,6 +74,20 @@ export const runQuery = async (o: QueryOptions) => {
     },
     {
       name: "AlliDB",
+      mode: "in-process, requests decoded beforehand",
+      concurrency: 1,
+      setEf: () => undefined,
+      search: async (q, ef) => toIndexes(await db.query(knnRequest(toArray(q), ef))),
+      searchAll: async (qs, ef) => {
+        const run = await db.queryMany(
+          qs.map((q) => knnRequest(toArray(q), ef)),
+          { decodeFirst: true },
+        )
+        return { got: run.results.map(toIndexes), latencies: run.latencies, seconds: run.seconds }
+      },
+    },
+    {
+      name: "AlliDB",
       mode: "in-process, runPromise per query",
       concurrency: 1,
       setEf: () => undefined,
