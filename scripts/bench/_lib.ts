@@ -132,8 +132,13 @@ export const machine = (): Machine => ({
   loadAverage: Os.loadavg().map((x) => Math.round(x * 100) / 100),
 })
 
-/** Writes scripts/bench/results/<name>-<date>.json and a stable <name>-latest.json copy (for the plots). */
-export const writeResult = (name: string, body: Record<string, unknown>): string => {
+/**
+ * Writes scripts/bench/results/<name>-<date>.json and a stable <name>-latest.json
+ * copy (for the plots). A --quick run writes <name>-quick-…, so it never
+ * replaces the figures of a full run.
+ */
+export const writeResult = (baseName: string, body: Record<string, unknown>): string => {
+  const name = quick && !baseName.endsWith("-quick") ? `${baseName}-quick` : baseName
   Fs.mkdirSync(RESULTS_DIR, { recursive: true })
   const stamp = new Date().toISOString().replace(/[:.]/g, "-")
   const file = Path.join(RESULTS_DIR, `${name}-${stamp}.json`)

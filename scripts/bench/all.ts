@@ -78,7 +78,7 @@ for (const [label, script, args, timeoutSeconds] of steps) {
 }
 if (!flag("no-plots")) {
   const t0 = Date.now()
-  const r = runScript("plot", [], 120)
+  const r = runScript("plot", quick ? ["--quick"] : [], 120)
   done.push({ step: "plots", seconds: (Date.now() - t0) / 1000, exit: r.status })
 }
 const seconds = (Date.now() - started) / 1000

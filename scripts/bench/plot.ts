@@ -1,5 +1,5 @@
 /**
- * `npm run bench -- plot [--png]`
+ * `npm run bench -- plot [--png] [--quick]`
  *
  * Renders the plots of docs/BENCHMARKS.md from the newest result files in
  * scripts/bench/results/ (Vega-Lite compiled to Vega, rendered headless to
@@ -20,22 +20,33 @@ const { toSvg, toPng } = (await import(pathToFileURL(Path.join(BENCH_DIR, "peers
 }
 const png = flag("png")
 
-const OUT = Path.join(ROOT, "docs", "bench")
+// By default the plots of docs/ from full runs (a quick result stands in,
+// marked, where no full one exists); --quick plots the quick results into
+// scripts/bench/results/plots/ and leaves docs/ alone.
+const onlyQuick = flag("quick")
+const OUT = onlyQuick ? Path.join(RESULTS_DIR, "plots") : Path.join(ROOT, "docs", "bench")
 Fs.mkdirSync(OUT, { recursive: true })
 
 type Json = Record<string, unknown>
+const read = (file: string): Json | undefined =>
+  Fs.existsSync(file) ? (JSON.parse(Fs.readFileSync(file, "utf8")) as Json) : undefined
 const latest = (name: string): Json | undefined => {
-  const file = Path.join(RESULTS_DIR, `${name}-latest.json`)
-  return Fs.existsSync(file) ? (JSON.parse(Fs.readFileSync(file, "utf8")) as Json) : undefined
+  const quickOne = read(Path.join(RESULTS_DIR, `${name}-quick-latest.json`))
+  if (onlyQuick) return quickOne === undefined ? undefined : { ...quickOne, quickRun: true }
+  const full = read(Path.join(RESULTS_DIR, `${name}-latest.json`))
+  return full ?? (quickOne === undefined ? undefined : { ...quickOne, quickRun: true })
 }
-/** Every dated result of a benchmark, oldest first. */
-const history = (name: string): Array<Json> =>
-  Fs.existsSync(RESULTS_DIR)
-    ? Fs.readdirSync(RESULTS_DIR)
-        .filter((f) => f.startsWith(`${name}-2`) && f.endsWith(".json"))
-        .sort()
-        .map((f) => JSON.parse(Fs.readFileSync(Path.join(RESULTS_DIR, f), "utf8")) as Json)
-    : []
+/** Every dated result of a benchmark, oldest first (full runs; quick ones when there is none or with --quick). */
+const history = (name: string): Array<Json> => {
+  if (!Fs.existsSync(RESULTS_DIR)) return []
+  const files = (prefix: string) =>
+    Fs.readdirSync(RESULTS_DIR)
+      .filter((f) => f.startsWith(prefix) && f.endsWith(".json"))
+      .sort()
+      .map((f) => JSON.parse(Fs.readFileSync(Path.join(RESULTS_DIR, f), "utf8")) as Json)
+  const full = onlyQuick ? [] : files(`${name}-2`)
+  return full.length > 0 ? full : files(`${name}-quick-2`).map((r) => ({ ...r, quickRun: true }))
+}
 
 const render = async (file: string, spec: Json) => {
   const full = {
@@ -48,14 +59,14 @@ const render = async (file: string, spec: Json) => {
   }
   const svg = await toSvg(full)
   Fs.writeFileSync(Path.join(OUT, file), svg)
-  log(`wrote docs/bench/${file}`)
+  log(`wrote ${Path.relative(ROOT, Path.join(OUT, file))}`)
   // PNGs are optional (not committed): --png writes them beside the results.
   if (png) Fs.writeFileSync(Path.join(RESULTS_DIR, file.replace(/\.svg$/, ".png")), await toPng(svg))
 }
 
 const subtitle = (r: Json) => {
   const m = r.machine as { nproc: number; node: string; commit: string }
-  return `${String(r.date).slice(0, 10)} · ${m.nproc} cores · node ${m.node} · commit ${m.commit}`
+  return `${r.quickRun === true ? "quick run · " : ""}${String(r.date).slice(0, 10)} · ${m.nproc} cores · node ${m.node} · commit ${m.commit}`
 }
 
 interface Point {
