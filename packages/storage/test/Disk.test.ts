@@ -1,7 +1,7 @@
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
-import { assert, describe, it } from "@effect/vitest"
+import { afterAll, assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Disk from "../src/Disk.js"
@@ -61,8 +61,13 @@ const suite = (name: string, makeDisk: () => { disk: Disk.DiskShape; root: strin
     )
   })
 
+const nodeRoots: Array<string> = []
+afterAll(() => {
+  for (const root of nodeRoots) Fs.rmSync(root, { recursive: true, force: true })
+})
 suite("Disk.layerNode", () => {
   const root = Fs.mkdtempSync(Path.join(Os.tmpdir(), "allidb-disk-"))
+  nodeRoots.push(root)
   return { disk: Effect.runSync(Disk.makeNode), root }
 })
 suite("Disk.layerMemory", () => ({ disk: Effect.runSync(Disk.makeMemory), root: "/data" }))
