@@ -4,12 +4,14 @@
 // collector would) and counts requests, bytes and spans. `GET /stats` returns
 // the counts as JSON (also printed to stderr on SIGINT/SIGTERM). Prints `{"listening": "http://127.0.0.1:PORT"}` on stdout.
 //
-//   node scripts/otlp-sink.mjs [--port 4318] [--host 127.0.0.1] [--names]
+//   node scripts/otlp-sink.mjs [--port 4318] [--host 127.0.0.1] [--names] [--dump FILE]
 //
 // Spans are counted by scanning for `"spanId"` keys, not by parsing: the sink
 // shares the machine with the server it measures. `--names` parses every
-// body to count spans per name (for diagnosis; it costs CPU).
+// body to count spans per name (for diagnosis; it costs CPU); `--dump FILE`
+// writes the first body received to FILE, to see what a span carries.
 //   OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318 node apps/allidbd …
+import { writeFileSync } from "node:fs"
 import { createServer } from "node:http"
 
 const arg = (name, fallback) => {
@@ -18,6 +20,7 @@ const arg = (name, fallback) => {
 }
 
 const withNames = process.argv.includes("--names")
+let dumpTo = arg("dump", undefined)
 // `names`: spans received per span name (with --names), to see what a request exports.
 const stats = { requests: 0, bytes: 0, spans: 0, unparsable: 0, names: {} }
 
@@ -48,6 +51,10 @@ const server = createServer((req, res) => {
       const body = Buffer.concat(chunks)
       stats.requests++
       stats.bytes += body.length
+      if (dumpTo !== undefined) {
+        writeFileSync(dumpTo, body)
+        dumpTo = undefined
+      }
       // JSON is what the exporter sends; protobuf bodies are counted in bytes only.
       if (String(req.headers["content-type"]).startsWith("application/json")) {
         stats.spans += countSpanIds(body)

@@ -69,10 +69,25 @@ export const jsonLogger = (nodeId: string, write: (line: string) => void = (line
     write(`${safeJson(record)}\n`)
   })
 
-/** Replaces the default logger with the JSON logger and sets the minimum level. */
+/**
+ * Effect also records every log line written inside a span as an event on that span. For the
+ * access line (one per request) and debug lines that repeats what the span already holds and
+ * was most of an exported span's bytes; warnings and errors stay, where a trace viewer shows
+ * them. Every line still reaches the JSON log with its trace and span ids.
+ */
+export const spanEventLogger: Logger.Logger<unknown, unknown> = Logger.filterLogLevel(
+  Logger.tracerLogger,
+  LogLevel.greaterThanEqual(LogLevel.Warning),
+)
+
+/**
+ * Replaces the default logger with the JSON logger, keeps only warnings and errors as span
+ * events (`spanEventLogger`) and sets the minimum level.
+ */
 export const layer = (options: { readonly nodeId: string; readonly level: Level }): Layer.Layer<never> =>
-  Layer.merge(
+  Layer.mergeAll(
     Logger.replace(Logger.defaultLogger, jsonLogger(options.nodeId)),
+    Logger.replace(Logger.tracerLogger, spanEventLogger),
     Logger.minimumLogLevel(toLogLevel(options.level)),
   )
 
