@@ -131,9 +131,10 @@ export const loadAll = async (
     for (;;) {
       const start = next
       if (start >= d.n) return
-      next = Math.min(d.n, start + batchSize)
-      await upsert(entitiesOf(d, start, next))
-      done += next - start
+      const end = Math.min(d.n, start + batchSize)
+      next = end
+      await upsert(entitiesOf(d, start, end))
+      done += end - start
       if (progress && now() - lastLog > 15_000) {
         lastLog = now()
         log(`  … ${fmt(done)} / ${fmt(d.n)} (${fmt(done / ((now() - t0) / 1000))} entities/s)`)
