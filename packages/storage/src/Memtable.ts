@@ -194,6 +194,15 @@ export interface MemtableShape {
   readonly activeBytes: Effect.Effect<number>
   /** The active memtable plus the frozen ones, newest first (for readers that merge with tables themselves). */
   readonly views: Effect.Effect<ReadonlyArray<MemtableView>>
+  /**
+   * Synchronous forms of apply / get / activeBytes for the engine's write
+   * path, which runs as plain code inside the WAL's group-commit callback
+   * (an Effect step per write costs more than the work itself).
+   */
+  readonly applyUnsafe: (rows: ReadonlyArray<Row.KeyedRow>) => void
+  readonly getUnsafe: (key: Row.Key) => Row.Row | undefined
+  readonly activeBytesUnsafe: () => number
+  readonly freezeActiveUnsafe: () => MemtableView | undefined
 }
 
 export class Memtable extends Context.Tag("@allidb/storage/Memtable")<Memtable, MemtableShape>() {}
@@ -219,10 +228,6 @@ export const make: Effect.Effect<MemtableShape> = Effect.sync(() => {
   let activeView = view(active)
   let frozen: ReadonlyArray<{ readonly map: RowMap; readonly view: MemtableView }> = []
 
-  const publishSizes = Effect.suspend(() =>
-    Effect.zipRight(Metric.set(Metrics.memtableBytes, active.bytes), Metric.set(Metrics.frozenMemtables, frozen.length)),
-  )
-
   const getMerged = (key: Row.Key): Row.Row | undefined => {
     let row = active.get(key)
     for (const f of frozen) {
@@ -232,28 +237,37 @@ export const make: Effect.Effect<MemtableShape> = Effect.sync(() => {
     return row
   }
 
+  const applyUnsafe = (rows: ReadonlyArray<Row.KeyedRow>): void => {
+    for (const { key, row } of rows) active.apply(key, row)
+    Metrics.memtableBytes.unsafeUpdate(active.bytes, [])
+  }
+
+  const freezeActiveUnsafe = (): MemtableView | undefined => {
+    if (active.rowCount === 0) return undefined
+    const old = active
+    const oldView = activeView
+    old.freeze()
+    frozen = [{ map: old, view: oldView }, ...frozen]
+    active = new RowMap(nextId++)
+    activeView = view(active)
+    Metrics.memtableBytes.unsafeUpdate(active.bytes, [])
+    Metrics.frozenMemtables.unsafeUpdate(frozen.length, [])
+    return oldView
+  }
+
   return {
-    apply: (rows) =>
-      Effect.suspend(() => {
-        for (const { key, row } of rows) active.apply(key, row)
-        return Metric.set(Metrics.memtableBytes, active.bytes)
-      }),
+    apply: (rows) => Effect.sync(() => applyUnsafe(rows)),
+    applyUnsafe,
+    getUnsafe: getMerged,
+    activeBytesUnsafe: () => active.bytes,
     get: (key) => Effect.sync(() => getMerged(key)),
     scan: (start, end) =>
       Effect.sync(() => {
         const sources = [active, ...frozen.map((f) => f.map)].map((m) => m.entries(start, end))
         return mergeSorted(sources)
       }),
-    freezeActive: Effect.suspend(() => {
-      if (active.rowCount === 0) return Effect.succeed(undefined)
-      const old = active
-      const oldView = activeView
-      old.freeze()
-      frozen = [{ map: old, view: oldView }, ...frozen]
-      active = new RowMap(nextId++)
-      activeView = view(active)
-      return Effect.as(publishSizes, oldView)
-    }),
+    freezeActive: Effect.sync(freezeActiveUnsafe),
+    freezeActiveUnsafe,
     frozen: Effect.sync(() => frozen.map((f) => f.view)),
     releaseFrozen: (id) =>
       Effect.suspend(() => {

@@ -86,6 +86,8 @@ export interface SSTableStoreShape {
    * may only be purged when none does.
    */
   readonly mayHoldOlder: (key: Row.Key, beforeWall: number, exclude: ReadonlySet<number>) => Effect.Effect<boolean>
+  /** Whether any live table's bloom filter may hold `key` (synchronous: the engine's write path asks it). */
+  readonly mayContainUnsafe: (key: Row.Key) => boolean
   /** Tenants with rows in any live table. */
   readonly tenants: Effect.Effect<ReadonlyArray<string>>
   readonly cache: BlockCache.BlockCache
@@ -415,6 +417,12 @@ export const make: Effect.Effect<SSTableStoreShape, StorageFailure | Corruption,
               h.table.mayContain(key),
           ),
         ),
+
+      mayContainUnsafe: (key) => {
+        if (live.length === 0) return false
+        const hash = Bloom.hashKey(key)
+        return live.some((h) => h.table.mayContain(key, hash))
+      },
 
       tenants: Effect.sync(() => [...new Set(live.flatMap((h) => h.info.properties.tenants))].sort()),
     }

@@ -291,13 +291,15 @@ export const make: Effect.Effect<
   let stalledWaiters: Array<() => void> = []
   let stallLogged = false
 
-  const freezeActive = Effect.gen(function* () {
+  /** Plain code: the write path calls it from the WAL's group-commit callback. */
+  const freezeActiveUnsafe = (): void => {
     const watermark = applied
-    const view = yield* memtable.freezeActive
+    const view = memtable.freezeActiveUnsafe()
     if (view === undefined) return
     frozenQueue.push({ view, flushedSeq: watermark })
     flushSignal.notify()
-  })
+  }
+  const freezeActive = Effect.sync(freezeActiveUnsafe)
 
   const flushOldest = Effect.gen(function* () {
     const next = frozenQueue[0]
@@ -383,7 +385,10 @@ export const make: Effect.Effect<
 
   const flusher = Effect.forever(
     Effect.zipRight(
-      flushSignal.wait,
+      // The freeze happened in a group-commit callback: let the writers that
+      // callback resumed run first, so they see the frozen memtable (and stall
+      // if flushing is behind) instead of the flush racing ahead of them.
+      Effect.zipRight(flushSignal.wait, Effect.yieldNow()),
       flushAllFrozen.pipe(
         Effect.catchAll((error) =>
           Effect.zipRight(
@@ -402,7 +407,6 @@ export const make: Effect.Effect<
   // --- writes ------------------------------------------------------------------
 
   let closing = false
-  let inflight = 0
   let drained: (() => void) | undefined
 
   const stall = Effect.gen(function* () {
@@ -421,28 +425,45 @@ export const make: Effect.Effect<
     }
   })
 
-  // The write path is written with few Effect steps on purpose: at ~100k
-  // writes/s every step per write shows up in the profile.
+  // The write path is plain synchronous code around ONE async boundary per
+  // write: guard, createdAt (memtable + blooms), rows, payload, then
+  // Wal.submit. Everything after durability — seq stamping, memtable apply,
+  // publishing — runs in the WAL's group-commit callback, in seq order, as
+  // plain code. At ~100k writes/s every Effect step per write shows up in the
+  // profile. Because the callback runs in the WAL's writer, a write that is
+  // in the log always reaches the memtable, even if its caller is interrupted
+  // while waiting for the acknowledgement.
 
-  /** createdAt of the stored entity, kept by a PutEntity that does not give one. */
-  const noTables: ReadonlySet<number> = new Set()
+  const NEEDS_READ: unique symbol = Symbol("needs read")
+  const NO_CREATED_AT: ReadonlyArray<number | undefined> = []
+
   /**
-   * readRow for the createdAt lookup: most PutEntity calls write new ids, so
-   * first ask the blooms (one cheap step) whether any table may hold the key.
+   * The stored createdAt of each PutEntity that needs one, answered
+   * synchronously from the memtables when no table's bloom filter may hold
+   * the key (most PutEntity calls write new ids); NEEDS_READ when a table
+   * must be read.
    */
-  const readRowForWrite = (key: Row.Key): Effect.Effect<Row.Row | undefined, ReadError> =>
-    Effect.flatMap(memtable.get(key), (mem) =>
-      Effect.flatMap(store.mayHoldOlder(key, Number.MAX_SAFE_INTEGER, noTables), (inTables) =>
-        inTables
-          ? Effect.map(store.get(key), (table) =>
-              mem === undefined ? table : table === undefined ? mem : Row.merge(mem, table),
-            )
-          : Effect.succeed(mem),
-      ),
-    )
+  const createdAtsSync = (
+    mutations: ReadonlyArray<Mutation>,
+  ): ReadonlyArray<number | undefined> | typeof NEEDS_READ => {
+    let out: Array<number | undefined> | undefined
+    for (let i = 0; i < mutations.length; i++) {
+      const m = mutations[i]!
+      if (!needsCreatedAt(m)) continue
+      const key = Row.makeKey(m.tenant, m.entity.id)
+      if (store.mayContainUnsafe(key)) return NEEDS_READ
+      const meta = memtable.getUnsafe(key)?.cells.get(Row.META)?.value
+      if (meta?._tag === "Meta" && meta.createdAt !== undefined) {
+        out ??= new Array(mutations.length)
+        out[i] = meta.createdAt
+      }
+    }
+    return out ?? NO_CREATED_AT
+  }
 
+  /** createdAt of the stored entity, kept by a PutEntity that does not give one (the path that reads tables). */
   const existingCreatedAt = (key: Row.Key): Effect.Effect<number | undefined, StorageFailure | TenantViolation> =>
-    readRowForWrite(key).pipe(
+    readRow(key).pipe(
       Effect.map((row) => {
         const meta = row?.cells.get(Row.META)?.value
         return meta?._tag === "Meta" ? meta.createdAt : undefined
@@ -454,23 +475,16 @@ export const make: Effect.Effect<
       ),
     )
 
-  const needsCreatedAt = (m: Mutation): m is Extract<Mutation, { _tag: "PutEntity" }> =>
-    m._tag === "PutEntity" && m.entity.createdAt === undefined
+  function needsCreatedAt(m: Mutation): m is Extract<Mutation, { _tag: "PutEntity" }> {
+    return m._tag === "PutEntity" && m.entity.createdAt === undefined
+  }
 
-  /** The stored createdAt for each mutation that needs one (undefined elsewhere). */
   const createdAtsFor = (
     mutations: ReadonlyArray<Mutation>,
-  ): Effect.Effect<ReadonlyArray<number | undefined>, StorageFailure | TenantViolation> => {
-    if (mutations.length === 1) {
-      const m = mutations[0]!
-      return needsCreatedAt(m)
-        ? Effect.map(existingCreatedAt(Row.makeKey(m.tenant, m.entity.id)), (c) => [c])
-        : Effect.succeed([undefined])
-    }
-    return Effect.forEach(mutations, (m) =>
+  ): Effect.Effect<ReadonlyArray<number | undefined>, StorageFailure | TenantViolation> =>
+    Effect.forEach(mutations, (m) =>
       needsCreatedAt(m) ? existingCreatedAt(Row.makeKey(m.tenant, m.entity.id)) : Effect.succeed(undefined),
     )
-  }
 
   /** One timestamp per mutation, increasing, so later mutations of a batch win over earlier ones on a row. */
   const timestampsFor = (count: number): Effect.Effect<ReadonlyArray<Hlc.Timestamp>> =>
@@ -493,42 +507,66 @@ export const make: Effect.Effect<
     return rows
   }
 
-  const afterApply = (seq: number): Effect.Effect<{ readonly seq: number }> =>
-    Effect.flatMap(memtable.activeBytes, (bytes) =>
-      bytes >= config.memtableBytes ? Effect.as(freezeActive, { seq }) : Effect.succeed({ seq }),
-    )
+  // Writes handed to the WAL and not yet applied, and writes still preparing
+  // (slow path): closing waits for both.
+  let submitted = 0
+  let preparing = 0
+  const checkDrained = (): void => {
+    if (submitted === 0 && preparing === 0 && drained !== undefined) drained()
+  }
 
+  /**
+   * Encodes the rows once into the WAL payload and submits it; the callback
+   * (in the WAL writer, after the group commit is durable) stamps the seq,
+   * applies the rows, publishes the commit and resumes the caller.
+   */
   const commit = (
     caller: TenantId,
     mutations: ReadonlyArray<Mutation>,
     rows: ReadonlyArray<Row.KeyedRow>,
     sync: boolean,
   ): Effect.Effect<{ readonly seq: number }, StorageFailure> =>
-    Effect.uninterruptible(
-      Effect.flatMap(wal.append(encodeWalPayload(rows), sync), (seq) => {
-        const stamped = rows.map(({ key, row }) => ({ key, row: { deletedAt: row.deletedAt, cells: row.cells, seq } }))
-        const ids = mutations.length === 1 ? [mutationId(mutations[0]!)] : [...new Set(mutations.map(mutationId))]
-        return Effect.zipRight(
-          memtable.apply(stamped),
-          Effect.suspend(() => {
-            markApplied({ seq, tenant: caller, ids })
-            return afterApply(seq)
-          }),
-        )
-      }),
-    )
+    Effect.async<{ readonly seq: number }, StorageFailure>((resume) => {
+      let seq = 0
+      const result = wal.submit(encodeWalPayload(rows), sync, (error) => {
+        submitted--
+        try {
+          if (error !== undefined) return resume(Effect.fail(error))
+          // The rows were built by this write and are not shared yet: stamp them in place.
+          for (const { row } of rows) (row as { seq: number }).seq = seq
+          memtable.applyUnsafe(rows)
+          const ids = mutations.length === 1 ? [mutationId(mutations[0]!)] : [...new Set(mutations.map(mutationId))]
+          markApplied({ seq, tenant: caller, ids })
+          if (memtable.activeBytesUnsafe() >= config.memtableBytes) freezeActiveUnsafe()
+          resume(Effect.succeed({ seq }))
+        } catch (e) {
+          // A bug: do not let it kill the WAL's writer (every later write would hang).
+          resume(Effect.die(e))
+        } finally {
+          checkDrained()
+        }
+      })
+      if (typeof result !== "number") return resume(Effect.fail(result))
+      seq = result
+      submitted++
+    })
 
-  const prepareAndCommit = (caller: TenantId, mutations: ReadonlyArray<Mutation>, sync: boolean) =>
-    Effect.flatMap(createdAtsFor(mutations), (createdAts) =>
+  /** The path with a table read (createdAt of a key some bloom filter may hold) or a stall. */
+  const slowWrite = (caller: TenantId, mutations: ReadonlyArray<Mutation>, sync: boolean) => {
+    preparing++
+    const run = Effect.flatMap(createdAtsFor(mutations), (createdAts) =>
       Effect.flatMap(timestampsFor(mutations.length), (stamps) =>
         commit(caller, mutations, buildRows(mutations, createdAts, stamps), sync),
       ),
     )
-
-  const release = Effect.sync(() => {
-    inflight--
-    if (inflight === 0 && drained !== undefined) drained()
-  })
+    return Effect.ensuring(
+      frozenQueue.length > config.maxFrozenMemtables ? Effect.zipRight(stall, run) : run,
+      Effect.sync(() => {
+        preparing--
+        checkDrained()
+      }),
+    )
+  }
 
   const write = (
     caller: TenantId,
@@ -541,11 +579,12 @@ export const make: Effect.Effect<
         if (m.tenant !== caller) return guard.violation(caller, m.tenant, "write")
       }
       if (mutations.length === 0) return Effect.succeed({ seq: applied })
-      inflight++
-      const run = prepareAndCommit(caller, mutations, options?.sync === true)
-      return Effect.ensuring(
-        frozenQueue.length > config.maxFrozenMemtables ? Effect.zipRight(stall, run) : run,
-        release,
+      const sync = options?.sync === true
+      if (frozenQueue.length > config.maxFrozenMemtables) return slowWrite(caller, mutations, sync)
+      const createdAts = createdAtsSync(mutations)
+      if (createdAts === NEEDS_READ) return slowWrite(caller, mutations, sync)
+      return Effect.flatMap(timestampsFor(mutations.length), (stamps) =>
+        commit(caller, mutations, buildRows(mutations, createdAts, stamps), sync),
       )
     })
 
@@ -554,8 +593,8 @@ export const make: Effect.Effect<
   yield* Effect.addFinalizer(() =>
     Effect.gen(function* () {
       closing = true
-      yield* Effect.logDebug(`storage: closing, ${inflight} writes in flight`)
-      if (inflight > 0) {
+      yield* Effect.logDebug(`storage: closing, ${submitted + preparing} writes in flight`)
+      if (submitted > 0 || preparing > 0) {
         yield* Effect.async<void>((resume) => {
           drained = () => resume(Effect.void)
         }).pipe(Effect.timeout("10 seconds"), Effect.ignore)

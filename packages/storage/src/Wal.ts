@@ -55,6 +55,19 @@ export interface WalShape {
   readonly sync: Effect.Effect<void, StorageFailure>
   /** Names of the live segment files, oldest first. */
   readonly segments: Effect.Effect<ReadonlyArray<string>>
+  /**
+   * `append` without an Effect, for the engine's hot path: enqueues the
+   * payload and returns its seq at once (or the failure when the WAL refuses
+   * it; `done` is then never called). `done` runs synchronously in the WAL's
+   * writer once the group commit holding the payload is durable (same rule as
+   * `append`), in seq order, with undefined, or with the failure that stopped
+   * the batch. It must not throw.
+   */
+  readonly submit: (
+    payload: Uint8Array,
+    sync: boolean,
+    done: (error: StorageFailure | undefined) => void,
+  ) => number | StorageFailure
 }
 
 export class Wal extends Context.Tag("@allidb/storage/Wal")<Wal, WalShape>() {}
@@ -66,7 +79,7 @@ interface Pending {
   readonly seq: number
   readonly payload: Uint8Array
   readonly sync: boolean
-  readonly resume: (effect: Effect.Effect<number, StorageFailure>) => void
+  readonly done: (error: StorageFailure | undefined) => void
 }
 
 interface Segment {
@@ -323,9 +336,8 @@ export const make: Effect.Effect<WalShape, StorageFailure | Corruption, Disk.Dis
     const failAll = (error: StorageFailure, batch: ReadonlyArray<Pending>) => {
       const rest = queue
       queue = []
-      const failure = Effect.fail(error)
-      for (const p of batch) p.resume(failure)
-      for (const p of rest) p.resume(failure)
+      for (const p of batch) p.done(error)
+      for (const p of rest) p.done(error)
     }
 
     const waitForWork = Effect.async<void>((resume) => {
@@ -351,7 +363,8 @@ export const make: Effect.Effect<WalShape, StorageFailure | Corruption, Disk.Dis
         const batch = takeBatch()
         const exit = yield* Effect.exit(writeBatch(batch))
         if (Exit.isSuccess(exit)) {
-          for (const p of batch) p.resume(Effect.succeed(p.seq))
+          // In seq order: the engine applies and publishes commits from here.
+          for (const p of batch) p.done(undefined)
         } else {
           // After a failed write or fdatasync the file's state is unknown
           // (the kernel may have dropped the dirty pages): refuse every later
@@ -371,17 +384,27 @@ export const make: Effect.Effect<WalShape, StorageFailure | Corruption, Disk.Dis
     const closedError = () =>
       new StorageFailure({ operation: "wal.append", message: "the WAL is closed (the node is stopping)" })
 
+    const submit = (
+      payload: Uint8Array,
+      sync: boolean,
+      done: (error: StorageFailure | undefined) => void,
+    ): number | StorageFailure => {
+      if (failed !== undefined) return failed
+      if (closing) return closedError()
+      const seq = ++lastAssigned
+      queue.push({ seq, payload, sync, done })
+      if (wake !== undefined) {
+        const w = wake
+        wake = undefined
+        w()
+      }
+      return seq
+    }
+
     const append = (payload: Uint8Array, sync = false): Effect.Effect<number, StorageFailure> =>
       Effect.async<number, StorageFailure>((resume) => {
-        if (failed !== undefined) return resume(Effect.fail(failed))
-        if (closing) return resume(Effect.fail(closedError()))
-        const seq = ++lastAssigned
-        queue.push({ seq, payload, sync, resume })
-        if (wake !== undefined) {
-          const w = wake
-          wake = undefined
-          w()
-        }
+        const seq = submit(payload, sync, (error) => resume(error === undefined ? Effect.succeed(seq as number) : Effect.fail(error)))
+        if (typeof seq !== "number") resume(Effect.fail(seq))
       })
 
     const waitIdle = Effect.async<void>((resume) => {
@@ -412,6 +435,7 @@ export const make: Effect.Effect<WalShape, StorageFailure | Corruption, Disk.Dis
 
     return {
       append,
+      submit,
       replay: <E>(afterSeq: number, apply: (seq: number, payload: Uint8Array) => Effect.Effect<void, E>) =>
         Effect.gen(function* () {
           let entries = retained
