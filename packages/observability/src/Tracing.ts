@@ -83,7 +83,9 @@ const layerTracerProvider = (settings: ExportSettings) =>
             }),
         ),
         (provider) =>
-          Effect.promise(() => provider.forceFlush().then(() => provider.shutdown())).pipe(
+          // A collector that is down or refusing must not turn shutdown into a defect.
+          Effect.tryPromise(() => provider.forceFlush().then(() => provider.shutdown())).pipe(
+            Effect.catchAll((error) => Effect.logWarning("could not flush the last spans", error)),
             Effect.interruptible,
             Effect.timeoutOption("3 seconds"),
           ),
