@@ -54,7 +54,7 @@ const render = async (file: string, spec: Json) => {
     width: 520,
     height: 300,
     background: "white",
-    config: { font: "sans-serif", axis: { labelFontSize: 11, titleFontSize: 12 }, legend: { labelFontSize: 11 } },
+    config: { font: "sans-serif", axis: { labelFontSize: 11, titleFontSize: 12 }, legend: { labelFontSize: 11, labelLimit: 400 } },
     ...spec,
   }
   const svg = await toSvg(full)
