@@ -8,10 +8,21 @@
  * process answering 200), alternating off/on for every round so drift in the
  * machine's load hits both alike. Each run warms up, then drives POST /v1/query
  * (top-10 kNN) with a fixed number of concurrent clients for a fixed time.
- * Prints per-round and median QPS of both, their ratio, and how many spans the
- * sink received per query (so a run where export silently dropped spans shows).
+ * Prints per-round and median QPS of both, their ratio, the server's CPU per
+ * query, and how many spans the sink received per query (so a run where export
+ * silently dropped spans shows).
+ *
+ * Then, in this process, the CPU cost of the spans themselves: a request-shaped
+ * span tree (request span → Coordinator.query → QueryExecutor.query, the spans
+ * a traced query makes) run N times under Effect's built-in tracer and under
+ * the OTLP export layer the server uses (Tracing.layerExport, to the same
+ * sink, every span exported); the difference per request is what export adds,
+ * measured without the noise of a second process.
  */
 import { type ChildProcess, spawn } from "node:child_process"
+import { Tracing } from "@allidb/observability"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
 import * as Os from "node:os"
@@ -116,6 +127,38 @@ const queryLoop = async (
   return { queries: latencies.length, qps: latencies.length / elapsed, p50: percentile(latencies, 50), p99: percentile(latencies, 99) }
 }
 
+/** The spans of one traced query, with the attributes they carry in the server. */
+const requestShapedSpans = (i: number) =>
+  Effect.void.pipe(
+    Effect.withSpan("QueryExecutor.query", {
+      attributes: { tenant: "default", "ann.ms": 0.1, "score.ms": 0.02 },
+      captureStackTrace: false,
+    }),
+    Effect.withSpan("Coordinator.query", { attributes: { tenant: "default", k: 10 } }),
+    Tracing.withRequestSpan({ surface: "http", route: "/v1/query", requestId: `bench-${i}`, requestBytes: 700, method: "POST" }),
+  )
+
+/**
+ * CPU µs per request-shaped span tree under `layer` (built and closed inside the
+ * measurement, so the final flush is counted). The loop yields to the event loop
+ * every 16 requests so the batch processor exports as it would between requests.
+ */
+const spanCostMicros = (layer: Layer.Layer<never>, requests: number): Promise<number> =>
+  Effect.runPromise(
+    Effect.gen(function* () {
+      for (let i = 0; i < 2_000; i++) yield* requestShapedSpans(i)
+      const before = process.cpuUsage()
+      yield* Effect.gen(function* () {
+        for (let i = 0; i < requests; i++) {
+          yield* requestShapedSpans(i)
+          if (i % 16 === 15) yield* Effect.promise(() => new Promise((resolve) => setImmediate(resolve)))
+        }
+      }).pipe(Effect.provide(layer))
+      const used = process.cpuUsage(before)
+      return (used.user + used.system) / requests
+    }),
+  )
+
 export const runTracing = async (o: {
   readonly n: number
   readonly dim: number
@@ -143,15 +186,16 @@ export const runTracing = async (o: {
         setTracingEnv(mode === "on" ? sink.url : undefined)
         const server = await startServer(dir)
         try {
-          await queryLoop(server.url, vectors, o.ef, o.concurrency, o.warmupSeconds)
           const before = await sink.stats()
+          const warmup = await queryLoop(server.url, vectors, o.ef, o.concurrency, o.warmupSeconds)
           const cpuBefore = cpuSecondsOf(server.pid)
           const result = await queryLoop(server.url, vectors, o.ef, o.concurrency, o.seconds)
           const cpuMsPerQuery = ((cpuSecondsOf(server.pid) - cpuBefore) * 1000) / result.queries
           // The batch processor exports on a timer: give it a moment so the count covers the run.
           if (mode === "on") await new Promise((r) => setTimeout(r, 6_000))
           const after = await sink.stats()
-          const spansPerQuery = mode === "on" ? (after.spans - before.spans) / result.queries : undefined
+          // Counted over warm-up and run: spans of the warm-up may leave with the run's first batch.
+          const spansPerQuery = mode === "on" ? (after.spans - before.spans) / (warmup.queries + result.queries) : undefined
           if (mode === "off" && after.spans !== before.spans) throw new Error("spans were exported with tracing off")
           runs.push({ round, mode, ...result, cpuMsPerQuery, ...(spansPerQuery !== undefined ? { spansPerQuery } : {}) })
           log(
@@ -173,6 +217,13 @@ export const runTracing = async (o: {
   const off = qpsOf("off")
   const on = qpsOf("on")
   const ratio = on / off
+  // Each round's on ÷ off pairs two runs seconds apart: drift in the machine's load cancels.
+  const pairedRatios = Array.from({ length: o.rounds }, (_, round) => {
+    const of = (mode: "off" | "on") => runs.find((r) => r.round === round && r.mode === mode)!
+    return { qps: of("on").qps / of("off").qps, cpu: of("on").cpuMsPerQuery / of("off").cpuMsPerQuery }
+  })
+  const pairedQps = median(pairedRatios.map((r) => r.qps))
+  const pairedCpu = median(pairedRatios.map((r) => r.cpu))
   table(
     `Tracing export on vs off — ${label(d)}, HTTP /v1/query, ${o.concurrency} clients (median of ${o.rounds} rounds)`,
     ["tracing", "QPS (median)", "QPS per round", "p50 ms (median)", "p99 ms (median)", "server CPU µs/query (median)", "spans / query"],
@@ -189,10 +240,41 @@ export const runTracing = async (o: {
       ]
     }),
   )
+  // In-process span cost, alternating built-in / export for every round like the servers.
+  const spanSink = await startSink()
+  const spanRequests = 20_000
+  const exportLayer = Tracing.layerExport({ tracesUrl: `${spanSink.url}/v1/traces`, serviceName: "allidb-bench" }, { nodeId: "bench" })
+  const spanRuns: Array<{ readonly builtIn: number; readonly exported: number }> = []
+  try {
+    for (let round = 0; round < o.rounds; round++) {
+      const before = await spanSink.stats()
+      const builtIn = await spanCostMicros(Layer.empty, spanRequests)
+      const exported = await spanCostMicros(exportLayer, spanRequests)
+      const received = (await spanSink.stats()).spans - before.spans
+      spanRuns.push({ builtIn, exported })
+      log(
+        `  spans in-process, round ${round + 1}: built-in tracer ${fmt(builtIn, 1)} µs/request, ` +
+          `OTLP export ${fmt(exported, 1)} µs/request (${fmt(received / spanRequests, 2)} spans exported per request)`,
+      )
+    }
+  } finally {
+    spanSink.stop()
+  }
+  const builtInMicros = median(spanRuns.map((r) => r.builtIn))
+  const exportedMicros = median(spanRuns.map((r) => r.exported))
+
   const cpuOf = (mode: "off" | "on") => median(runs.filter((r) => r.mode === mode).map((r) => r.cpuMsPerQuery))
   const cpuRatio = cpuOf("on") / cpuOf("off")
   log(`\nQPS on ÷ off: ${fmt(ratio, 3)} (${fmt((1 - ratio) * 100, 1)}% fewer QPS with export on) — target: under 10%`)
+  log(
+    `per round (paired) QPS on ÷ off: ${pairedRatios.map((r) => fmt(r.qps, 3)).join(", ")} — median ${fmt(pairedQps, 3)}; ` +
+      `CPU per query on ÷ off: ${pairedRatios.map((r) => fmt(r.cpu, 3)).join(", ")} — median ${fmt(pairedCpu, 3)}`,
+  )
   log(`server CPU per query on ÷ off: ${fmt(cpuRatio, 3)} (${fmt((cpuRatio - 1) * 100, 1)}% more CPU per query with export on)`)
+  log(
+    `spans of one query, in-process: ${fmt(builtInMicros, 1)} µs (built-in tracer) → ${fmt(exportedMicros, 1)} µs (OTLP export): ` +
+      `export adds ${fmt(exportedMicros - builtInMicros, 1)} µs of CPU per query; the server spent ${fmt(cpuOf("off") * 1000)} µs per query with export off`,
+  )
   log(`load average during the run: ${Os.loadavg().map((x) => fmt(x, 2)).join(", ")} on ${Os.cpus().length} CPUs`)
   return {
     spec: { n: d.n, dim: d.dim },
@@ -204,6 +286,10 @@ export const runTracing = async (o: {
     onQps: on,
     ratio,
     cpuRatio,
+    pairedRatios,
+    pairedQps,
+    pairedCpu,
+    spanMicros: { builtIn: builtInMicros, exported: exportedMicros, runs: spanRuns },
   }
 }
 
