@@ -171,6 +171,16 @@ export const makeResult = (props: {
   readonly explain?: ScoreExplain
 }): QueryResult => Object.assign(Object.create(QueryResult.prototype) as QueryResult, props)
 
+/** `makeResult` without the intermediate props object (the hot path of every query). */
+const resultOf = (id: EntityId, score: number, entity: Entity | undefined, explain: ScoreExplain | undefined): QueryResult => {
+  const result = Object.create(QueryResult.prototype) as { id: EntityId; score: number; entity?: Entity; explain?: ScoreExplain }
+  result.id = id
+  result.score = score
+  if (entity !== undefined) result.entity = entity
+  if (explain !== undefined) result.explain = explain
+  return result as QueryResult
+}
+
 const vectorNorm = (v: ReadonlyArray<number>): number => {
   let sum = 0
   for (const x of v) sum += x * x
@@ -202,25 +212,29 @@ export const make: Effect.Effect<QueryExecutorShape, never, Tenants | StorageEng
       request: QueryRequest,
       filter: Filter.CompiledFilter | undefined,
       n: number,
-      timings: Record<string, number>,
+      timings: Record<string, number> | undefined,
     ): ReadonlyArray<Hit> => {
       const ef = Math.max(request.ef ?? config.efSearch, n)
       let started = performance.now()
       if (filter === undefined) {
         const hits = index.searchKnn(request.vector, n, ef)
-        timings["ann.ms"] = recordStage("ann", started) - started
+        const ended = recordStage("ann", started)
+        if (timings !== undefined) timings["ann.ms"] = ended - started
         return hits
       }
       const selective = index.selectiveLabels(filter, config.exactScanThreshold)
       const afterFilter = recordStage("filter", started)
-      timings["filter.ms"] = afterFilter - started
-      timings.exact = selective === undefined ? 0 : 1
+      if (timings !== undefined) {
+        timings["filter.ms"] = afterFilter - started
+        timings.exact = selective === undefined ? 0 : 1
+      }
       started = afterFilter
       const hits =
         selective !== undefined
           ? index.exactScan(request.vector, selective, n)
           : index.searchKnn(request.vector, n, ef, (label) => index.matchesLabel(filter, label))
-      timings["ann.ms"] = recordStage("ann", started) - started
+      const ended = recordStage("ann", started)
+      if (timings !== undefined) timings["ann.ms"] = ended - started
       return hits
     }
 
@@ -248,14 +262,7 @@ export const make: Effect.Effect<QueryExecutorShape, never, Tenants | StorageEng
                 true,
               )
             : undefined
-        results.push(
-          makeResult({
-            id: r.id,
-            score: r.score,
-            ...(entity !== undefined ? { entity } : {}),
-            ...(explain !== undefined ? { explain } : {}),
-          }),
-        )
+        results.push(resultOf(r.id, r.score, entity, explain))
       }
       return results
     }
@@ -346,7 +353,8 @@ export const make: Effect.Effect<QueryExecutorShape, never, Tenants | StorageEng
       const filter = Filter.compile(request.filter)
       const expand = request.expand !== undefined && request.expand.hops > 0 ? request.expand : undefined
       const candidates = Math.ceil(request.k * (expand?.factor ?? 1))
-      const timings: Record<string, number> = {}
+      // Stage timings go to the span; without one they are only metrics.
+      const timings: Record<string, number> | undefined = span === undefined ? undefined : {}
       // Labels become ids inside this synchronous block: nothing below holds
       // a label across a yield, when a write could reuse it.
       const hits = nearest(index, request, filter, candidates, timings)
@@ -365,7 +373,7 @@ export const make: Effect.Effect<QueryExecutorShape, never, Tenants | StorageEng
         if (scored.length > request.k) scored.length = request.k
         scoreMs += performance.now() - t0
         stageMetrics.score.unsafeUpdate(scoreMs / 1000, [])
-        if (span !== undefined) {
+        if (span !== undefined && timings !== undefined) {
           timings["score.ms"] = scoreMs
           for (const key of Object.keys(timings)) span.attribute(key, timings[key])
         }

@@ -18,13 +18,21 @@ export interface Weights {
   readonly recency: number
 }
 
+const DEFAULTS: Weights = {
+  vector: DEFAULT_WEIGHTS.vector,
+  graph: DEFAULT_WEIGHTS.graph,
+  importance: DEFAULT_WEIGHTS.importance,
+  recency: DEFAULT_WEIGHTS.recency,
+}
+
 /** Per-request weights over the defaults; an omitted weight keeps its default. */
-export const resolveWeights = (weights: ScoreWeights | undefined): Weights => ({
+export const resolveWeights = (weights: ScoreWeights | undefined): Weights =>
+  weights === undefined ? DEFAULTS : {
   vector: weights?.vector ?? DEFAULT_WEIGHTS.vector,
   graph: weights?.graph ?? DEFAULT_WEIGHTS.graph,
   importance: weights?.importance ?? DEFAULT_WEIGHTS.importance,
   recency: weights?.recency ?? DEFAULT_WEIGHTS.recency,
-})
+}
 
 export const similarity = (metric: Metric, distance: number): number => {
   switch (metric) {

@@ -45,8 +45,13 @@ export interface Hit {
   readonly distance: number
 }
 
+/** The empty edge list, shared: most rows have no edges. */
+const NO_EDGES: ReadonlyArray<never> = []
+
 export class TenantIndex {
-  hnsw: hnswlib.HierarchicalNSW | undefined = undefined
+  private native: hnswlib.HierarchicalNSW | undefined = undefined
+  /** The ef last handed to hnswlib's setEf (-1: unknown), so a query only pays the native call when ef changes. */
+  private currentEf = -1
   capacity = 0
   nextLabel = 0
   labelToId: Array<string | undefined> = []
@@ -65,6 +70,15 @@ export class TenantIndex {
     readonly params: HnswParams,
     public dimension: number | undefined,
   ) {}
+
+  get hnsw(): hnswlib.HierarchicalNSW | undefined {
+    return this.native
+  }
+
+  set hnsw(hnsw: hnswlib.HierarchicalNSW | undefined) {
+    this.native = hnsw
+    this.currentEf = -1
+  }
 
   /** Fixes the dimension if unset; true when `dimension` is (now) the tenant's. */
   fixDimension(dimension: number): boolean {
@@ -86,7 +100,7 @@ export class TenantIndex {
       if (old === undefined) return "none"
       if (old.label >= 0) this.releaseLabel(old.label)
       this.attrs.delete(id)
-      this.graph.setOutEdges(id, [])
+      this.graph.setOutEdges(id, NO_EDGES)
       return old.label >= 0 ? "removed" : "none"
     }
     let label = old?.label ?? -1
@@ -121,10 +135,9 @@ export class TenantIndex {
     }
     this.attrs.set(id, attrs)
     this.post(attrs)
-    this.graph.setOutEdges(
-      id,
-      (entity.edges ?? []).map((e) => ({ to: e.to, relation: e.relation, weight: e.weight })),
-    )
+    // setOutEdges copies what it keeps; a row without edges (the common case)
+    // and no previous edges costs one map lookup.
+    this.graph.setOutEdges(id, entity.edges ?? NO_EDGES)
     return outcome
   }
 
@@ -227,8 +240,12 @@ export class TenantIndex {
   searchKnn(query: ReadonlyArray<number>, k: number, ef: number, filter?: (label: number) => boolean): Array<Hit> {
     const hnsw = this.hnsw
     if (hnsw === undefined || this.liveVectors === 0 || k <= 0) return []
-    const n = Math.min(k, this.liveVectors, hnsw.getMaxElements())
-    hnsw.setEf(Math.max(ef, n))
+    const n = Math.min(k, this.liveVectors, this.capacity)
+    const searchEf = Math.max(ef, n)
+    if (searchEf !== this.currentEf) {
+      hnsw.setEf(searchEf)
+      this.currentEf = searchEf
+    }
     const { distances, neighbors } =
       filter === undefined
         ? hnsw.searchKnn(query as Array<number>, n)
