@@ -31,23 +31,25 @@ export const ensurePeers = (): void => {
 const requirePeer = createRequire(Path.join(PEERS, "package.json"))
 
 export const peerVersions = (): Record<string, string> => {
-  const version = (name: string, from: NodeRequire) => {
+  // Read package.json files directly: some packages do not export ./package.json.
+  const version = (dir: string) => {
     try {
-      const dir = Path.dirname(from.resolve(`${name}/package.json`))
       return (JSON.parse(Fs.readFileSync(Path.join(dir, "package.json"), "utf8")) as { version: string }).version
     } catch {
       return "not installed"
     }
   }
-  const rootRequire = createRequire(import.meta.url)
+  const peer = (name: string) => version(Path.join(PEERS, "node_modules", name))
   return {
-    "hnswlib-node": version("hnswlib-node", rootRequire),
-    "@lancedb/lancedb": version("@lancedb/lancedb", requirePeer),
-    "apache-arrow": version("apache-arrow", requirePeer),
-    usearch: version("usearch", requirePeer),
-    "vega-lite": version("vega-lite", requirePeer),
+    "hnswlib-node": version(Path.join(BENCH_DIR, "..", "..", "node_modules", "hnswlib-node")),
+    "@lancedb/lancedb": peer("@lancedb/lancedb"),
+    "apache-arrow": peer("apache-arrow"),
+    usearch: peer("usearch"),
+    vega: peer("vega"),
+    "vega-lite": peer("vega-lite"),
   }
 }
+
 
 // --- the slices of the peers' APIs used here -------------------------------------
 interface UsearchIndex {
