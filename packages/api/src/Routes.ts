@@ -2,7 +2,7 @@
  * What the server mounts on its HttpLayerRouter: the native /v1 API, its
  * OpenAPI document (/openapi.json) and docs page (/docs), all derived from
  * the same HttpApi definitions, and the RPC endpoint (/rpc, msgpack over
- * HTTP). Health, readiness, metrics and the compatible REST routes are
+ * HTTP, behind RpcGuard). Health, readiness, metrics and the compatible REST routes are
  * separate layers the app merges beside this one.
  *
  * Needs: HttpLayerRouter.HttpRouter (and the platform services the
@@ -31,6 +31,7 @@ import { Api } from "./HttpApi.js"
 import * as HttpHandlers from "./HttpHandlers.js"
 import * as Limits from "./Limits.js"
 import { Rpcs } from "./Rpc.js"
+import * as RpcGuard from "./RpcGuard.js"
 import * as RpcHandlers from "./RpcHandlers.js"
 
 export const OPENAPI_PATH = "/openapi.json"
@@ -51,26 +52,31 @@ const v1Limits = HttpLayerRouter.middleware(
 ).layer
 
 /**
- * For /rpc: request id, body limit and the defect net at the HTTP level;
- * authentication, rate limit and deadline are per call (typed errors) in
- * the RPC middleware, which learns the peer address from this header.
+ * For /rpc: request id, body limit and the defect net at the HTTP level,
+ * then the guard (RpcGuard: malformed frames and payloads failing their
+ * schema → 400/401 JSON, never reaching the RPC server); authentication,
+ * rate limit and deadline of valid calls are per call (typed errors) in the
+ * RPC middleware, which learns the peer address from this header.
  */
 const rpcLimits = HttpLayerRouter.middleware(
-  Effect.map(Limits.makeHttpMiddleware({ deadline: false, rateLimit: false, surface: "rpc", telemetry: false }), (limits) => (app) =>
-    limits(
-      Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
-        const headers = Headers.remove(request.headers, RpcHandlers.PEER_ADDRESS_HEADER)
-        const peer = Option.getOrUndefined(request.remoteAddress)
-        return Effect.provideService(
-          app,
-          HttpServerRequest.HttpServerRequest,
-          request.modify({
-            headers: peer === undefined ? headers : Headers.set(headers, RpcHandlers.PEER_ADDRESS_HEADER, peer),
-          }),
-        )
-      }),
-    ),
-  ),
+  Effect.gen(function* () {
+    const limits = yield* Limits.makeHttpMiddleware({ deadline: false, rateLimit: false, surface: "rpc", telemetry: false })
+    const guard = yield* RpcGuard.make({ peerHeader: RpcHandlers.PEER_ADDRESS_HEADER })
+    return (app) =>
+      limits(
+        Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
+          const headers = Headers.remove(request.headers, RpcHandlers.PEER_ADDRESS_HEADER)
+          const peer = Option.getOrUndefined(request.remoteAddress)
+          return Effect.provideService(
+            guard(app),
+            HttpServerRequest.HttpServerRequest,
+            request.modify({
+              headers: peer === undefined ? headers : Headers.set(headers, RpcHandlers.PEER_ADDRESS_HEADER, peer),
+            }),
+          )
+        }),
+      )
+  }),
 ).layer
 
 /** What the routes need from the server (besides the HttpRouter). */
