@@ -133,19 +133,28 @@ export const withBody = (
 // Checking the frames
 // ---------------------------------------------------------------------------
 
-/** The messages a client may send (RpcMessage.FromClientEncoded). */
-const CLIENT_TAGS = new Set(["Request", "Ack", "Interrupt", "Ping", "Eof"])
+/**
+ * The messages a client may send over HTTP (RpcMessage.FromClientEncoded
+ * without Eof: the end of the body is the end of the messages, and the
+ * server adds its own Eof — a second one interrupts the request, a 503).
+ */
+const CLIENT_TAGS = new Set(["Request", "Ack", "Interrupt", "Ping"])
 
 /** A request id is a bigint on the wire as its decimal string (the server calls BigInt on it). */
 const REQUEST_ID = /^(0|[1-9][0-9]{0,19})$/
 
-const isRecord = (value: unknown): value is Record<string, unknown> =>
-  typeof value === "object" && value !== null && !Array.isArray(value)
+/** A msgpack map (msgpackr also decodes to class instances, e.g. for the reserved byte 0xc1). */
+const isRecord = (value: unknown): value is Record<string, unknown> => {
+  if (typeof value !== "object" || value === null) return false
+  const proto = Object.getPrototypeOf(value)
+  return proto === Object.prototype || proto === null
+}
 
 const refuse = (field: string, rule: string): InvalidInput => new InvalidInput({ field, message: `${field}: ${rule}` })
 
 const describe = (value: unknown): string => {
   if (value === null) return "null"
+  if (value === undefined) return "nothing"
   if (Array.isArray(value)) return "an array"
   if (typeof value === "string") return JSON.stringify(value.length > 64 ? `${value.slice(0, 64)}…` : value)
   return typeof value === "object" ? "an object" : `${typeof value} ${String(value)}`
@@ -161,7 +170,7 @@ const payloadDecoders: ReadonlyMap<string, (u: unknown) => Either.Either<unknown
 
 const KNOWN_TAGS = Array.from(payloadDecoders.keys()).join(", ")
 
-const checkRequest = (frame: Record<string, unknown>, at: string): InvalidInput | undefined => {
+const checkRequest = (frame: Record<string, unknown>, at: string, seen: Set<string>): InvalidInput | undefined => {
   const tag = frame.tag
   if (typeof tag !== "string") return refuse(`${at}.tag`, `expected the RPC name as a string, got ${describe(tag)}`)
   const decode = payloadDecoders.get(tag)
@@ -169,6 +178,9 @@ const checkRequest = (frame: Record<string, unknown>, at: string): InvalidInput 
   if (typeof frame.id !== "string" || !REQUEST_ID.test(frame.id)) {
     return refuse(`${at}.id`, `expected a request id (a decimal integer string), got ${describe(frame.id)}`)
   }
+  // The server keys a call's answer encoding by its id: a repeated id would answer one call with another's schema.
+  if (seen.has(frame.id)) return refuse(`${at}.id`, `request id ${frame.id} is used twice in this body`)
+  seen.add(frame.id)
   const headers = frame.headers
   if (!Array.isArray(headers)) return refuse(`${at}.headers`, `expected an array of [name, value] pairs, got ${describe(headers)}`)
   for (let i = 0; i < headers.length; i++) {
@@ -192,15 +204,15 @@ const checkRequest = (frame: Record<string, unknown>, at: string): InvalidInput 
   return decoded._tag === "Left" ? ErrorMapping.fromParseError(decoded.left) : undefined
 }
 
-const checkFrame = (frame: unknown, at: string): InvalidInput | undefined => {
+const checkFrame = (frame: unknown, at: string, seen: Set<string>): InvalidInput | undefined => {
   if (!isRecord(frame)) return refuse(at, `expected an RPC message (a map with a _tag), got ${describe(frame)}`)
   const tag = frame._tag
   if (typeof tag !== "string" || !CLIENT_TAGS.has(tag)) {
-    return refuse(`${at}._tag`, `expected one of Request, Ack, Interrupt, Ping, Eof, got ${describe(tag)}`)
+    return refuse(`${at}._tag`, `expected one of Request, Ack, Interrupt, Ping, got ${describe(tag)}`)
   }
   switch (tag) {
     case "Request":
-      return checkRequest(frame, at)
+      return checkRequest(frame, at, seen)
     case "Ack":
     case "Interrupt":
       return typeof frame.requestId === "string" && REQUEST_ID.test(frame.requestId)
@@ -231,8 +243,9 @@ export const check = (bytes: Uint8Array): InvalidInput | undefined => {
     return refuse("body", incomplete ? "truncated msgpack (a message ends early)" : "is not valid msgpack")
   }
   if (frames.length === 0) return refuse("body", "expected at least one msgpack RPC message")
+  const seen = new Set<string>()
   for (let i = 0; i < frames.length; i++) {
-    const problem = checkFrame(frames[i], `body[${i}]`)
+    const problem = checkFrame(frames[i], `body[${i}]`, seen)
     if (problem !== undefined) return problem
   }
   return undefined
