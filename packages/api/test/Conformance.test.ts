@@ -677,31 +677,47 @@ layer(DriversLive, { timeout: "60 seconds", excludeTestServices: true })("confor
     }
   })
 
+  describe("payloads no client checked", () => {
+    // Any msgpack client can send what the typed client refuses while
+    // encoding. The server used to answer with a defect carrying the schema's
+    // decode tree (@effect/rpc decodes payloads before any middleware); the
+    // /rpc guard (RpcGuard) now refuses it as the other surfaces do.
+    const uncheckedCases: ReadonlyArray<{
+      readonly name: string
+      readonly field: string
+      readonly call: (s: S.Surface) => Effect.Effect<S.Outcome<unknown>> | undefined
+    }> = [
+      { name: "empty id", field: "entities[0].id", call: (s) => s.upsert?.([{ id: "", time: T0 }]) },
+      {
+        name: "NaN in a vector",
+        field: "entities[0].vector[1]",
+        call: (s) => s.upsert?.([{ id: "u-nan", vector: [1, Number.NaN, 0, 0], time: T0 }]),
+      },
+      { name: "k = 0", field: "k", call: (s) => s.query?.({ ...Q1, k: 0 }) },
+    ]
+    for (const bad of uncheckedCases) {
+      it.effect(`an RPC payload no client checked is refused as invalid_argument: ${bad.name}`, () =>
+        run(`unchecked RPC payload → invalid_argument: ${bad.name}`, (d) =>
+          Effect.gen(function* () {
+            if (d.unchecked === undefined) {
+              return yield* new R.NotApplicable({ reason: "no typed client to bypass (requests above already go unchecked)" })
+            }
+            const call = bad.call(d.unchecked)
+            if (call === undefined) return yield* new R.NotApplicable({ reason: "no such unchecked operation" })
+            yield* R.expectErr(bad.name, call, "invalid_argument", d.field(bad.field))
+            return "invalid_argument"
+          }),
+        ),
+      )
+    }
+  })
+
   describe("known divergences", () => {
     // BUG (reported, not fixed here): an entity written over gRPC without an
     // importance is stored with importance 0 (the proto3 default of `double
     // importance = 8`), while the same entity over compat REST or /v1 has none
     // and is scored as 0.5, so it ranks differently by surface. Asserted as
     // is, so the row shows FAIL until it is fixed.
-    // BUG (reported, not fixed here: it is @effect/rpc's RpcServer): a payload
-    // that fails the RPC schema is answered with a defect carrying the schema's
-    // decode tree, before the authentication middleware runs, instead of
-    // InvalidInput naming the field. The typed client never sends one (it
-    // refuses while encoding), but any other msgpack client can. Asserted as
-    // is, so the row shows FAIL until it is fixed.
-    it.effect("an RPC payload no client checked is refused as invalid_argument (known: a defect)", () =>
-      runKnown("unchecked RPC payload → invalid_argument", { "typed RPC": /got unknown: defect: .*entity id must not be empty/s }, (d) =>
-        Effect.gen(function* () {
-          if (d.unchecked === undefined) {
-            return yield* new R.NotApplicable({ reason: "no typed client to bypass (requests above already go unchecked)" })
-          }
-          const upsert = yield* R.op(d.unchecked, "upsert")
-          yield* R.expectErr("upsert", upsert([{ id: "", time: T0 }]), "invalid_argument", d.field("entities[0].id"))
-          return "invalid_argument"
-        }),
-      ),
-    )
-
     it.effect("an entity without importance scores the same on every surface (known: not over gRPC)", () =>
       // 0.075 = the importance weight 0.15 × (0.5 for "none" − 0 stored by gRPC).
       runKnown("no importance given → same score", { gRPC: /^gRPC: differs from native HTTP: 0\.8497\d* vs 0\.9247\d*$/ }, (d) =>

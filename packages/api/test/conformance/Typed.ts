@@ -8,11 +8,15 @@
  * a bad value is refused by the schema naming its path; the RPC adapter
  * builds payloads unvalidated, so what refuses a bad value is the typed
  * client's own payload encoding (a defect carrying the ParseError, before
- * anything is sent) or the server.
+ * anything is sent) or the server. The unchecked surface (any msgpack client)
+ * sends bad payloads as they are: /rpc refuses them at the HTTP level with
+ * the JSON error of the other HTTP surfaces (RpcGuard).
  */
 import * as FetchHttpClient from "@effect/platform/FetchHttpClient"
 import * as HttpClient from "@effect/platform/HttpClient"
+import * as HttpClientError from "@effect/platform/HttpClientError"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
+import type * as HttpClientResponse from "@effect/platform/HttpClientResponse"
 import * as Rpc from "@effect/rpc/Rpc"
 import * as RpcClient from "@effect/rpc/RpcClient"
 import * as RpcGroup from "@effect/rpc/RpcGroup"
@@ -44,6 +48,7 @@ import type * as AlliDbClient from "../../../client/src/AlliDbClient.js"
 import { rpcUrl } from "../../../client/src/AlliDbClient.js"
 import { API_KEY_HEADER } from "../../src/Auth.js"
 import * as ErrorMapping from "../../src/ErrorMapping.js"
+import * as Http from "./Http.js"
 import * as Native from "./Native.js"
 import * as S from "./Surface.js"
 
@@ -380,19 +385,45 @@ class UncheckedRpcs extends RpcGroup.make(
   }),
 ) {}
 
+/** The HTTP answer behind a failed call, when /rpc refused the body at the HTTP level. */
+const refusalOf = (error: unknown): HttpClientResponse.HttpClientResponse | undefined => {
+  if (typeof error !== "object" || error === null || (error as { _tag?: unknown })._tag !== "RpcClientError") return undefined
+  const cause = (error as { readonly cause?: unknown }).cause
+  return HttpClientError.isHttpClientError(cause) && cause._tag === "ResponseError" ? cause.response : undefined
+}
+
+/** `run`, plus /rpc's JSON refusals read as the HTTP surfaces' error outcomes. */
+const runUnchecked = <A, B>(effect: Effect.Effect<A, unknown>, onOk: (a: A) => B): Effect.Effect<S.Outcome<B>> =>
+  Effect.flatMap(Effect.exit(effect), (exit) => {
+    const failure = exit._tag === "Failure" ? Cause.failureOption(exit.cause) : Option.none()
+    const response = Option.isSome(failure) ? refusalOf(failure.value) : undefined
+    if (response === undefined) return run(exit, onOk)
+    return Effect.map(Effect.orElseSucceed(response.text, () => ""), (text) => {
+      let body: unknown = text
+      try {
+        body = JSON.parse(text)
+      } catch {
+        // left as text: errorOutcome reports a refusal that is not JSON
+      }
+      return Http.errorOutcome({ status: response.status, body })
+    })
+  })
+
 export const uncheckedRpcSurface = (url: string, apiKey: string) =>
   Effect.gen(function* () {
     const client = yield* RpcClient.make(UncheckedRpcs).pipe(
       Effect.provide(
         RpcClient.layerProtocolHttp({
           url: rpcUrl(url),
-          transformClient: (c) => HttpClient.mapRequest(c, HttpClientRequest.setHeader(API_KEY_HEADER, apiKey)),
+          // A refused body is answered as HTTP 4xx JSON (RpcGuard), not as msgpack frames: keep it a failure to read.
+          transformClient: (c) =>
+            HttpClient.filterStatusOk(HttpClient.mapRequest(c, HttpClientRequest.setHeader(API_KEY_HEADER, apiKey))),
         }).pipe(Layer.provide(RpcSerialization.layerMsgPack), Layer.provide(FetchHttpClient.layer)),
       ),
     )
     const surface: S.Surface = {
       upsert: (docs, o) =>
-        run(
+        runUnchecked(
           client.Upsert({
             entities: docs.map(Native.entityJson),
             ...(o?.consistency !== undefined ? { consistency: o.consistency } : {}),
@@ -405,7 +436,7 @@ export const uncheckedRpcSurface = (url: string, apiKey: string) =>
           },
         ).pipe(Effect.map(flatten)),
       query: (q) =>
-        run(client.Query({ request: Native.queryJson(q) }), (answer) =>
+        runUnchecked(client.Query({ request: Native.queryJson(q) }), (answer) =>
           (answer as ReadonlyArray<{ readonly id: string; readonly score: number }>).map((r) => ({ id: r.id, score: r.score, doc: undefined })),
         ),
     }
