@@ -63,6 +63,8 @@ export class TenantIndex {
   readonly graph = new Adjacency()
   readonly postings = new Map<string, Set<number>>()
   liveVectors = 0
+  /** Milliseconds spent inside hnswlib's addPoint (the rest of applying a row is the index's own overhead). */
+  addPointMs = 0
 
   constructor(
     readonly tenant: string,
@@ -142,7 +144,7 @@ export class TenantIndex {
   }
 
   private post(attrs: Attributes): void {
-    if (attrs.label < 0) return
+    if (attrs.label < 0 || (attrs.type === undefined && attrs.metadata === undefined)) return
     for (const key of postingKeys(attrs)) {
       let set = this.postings.get(key)
       if (set === undefined) {
@@ -154,7 +156,7 @@ export class TenantIndex {
   }
 
   private unpost(attrs: Attributes): void {
-    if (attrs.label < 0) return
+    if (attrs.label < 0 || (attrs.type === undefined && attrs.metadata === undefined)) return
     for (const key of postingKeys(attrs)) {
       const set = this.postings.get(key)
       if (set !== undefined) {
@@ -215,13 +217,17 @@ export class TenantIndex {
     const wasLive = this.labelToId[label] !== undefined
     // A free label is still marked deleted in hnswlib: addPoint on it unmarks
     // the slot and rewires it to the new vector (update in place).
+    const started = performance.now()
     hnsw.addPoint(vector as Array<number>, label)
+    this.addPointMs += performance.now() - started
     const d = this.dimension!
     const base = label * d
+    const mirror = this.vectors
     let norm = 0
     for (let i = 0; i < d; i++) {
-      const x = Math.fround(vector[i]!)
-      this.vectors[base + i] = x
+      // The Float32Array store rounds like hnswlib's float; read it back for the norm.
+      mirror[base + i] = vector[i]!
+      const x = mirror[base + i]!
       norm += x * x
     }
     this.norms[label] = Math.sqrt(norm)

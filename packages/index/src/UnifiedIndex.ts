@@ -68,6 +68,20 @@ export class UnifiedIndex extends Context.Tag("@allidb/index/UnifiedIndex")<Unif
 export interface TenantsShape {
   readonly get: (tenant: TenantId) => TenantIndex | undefined
   readonly config: IndexConfig.IndexConfigShape
+  /** Where the apply loop's time went since start (benchmarks and diagnostics). */
+  readonly applyStats: () => ApplyStats
+}
+
+/** Main-thread milliseconds of the apply loop, summed over every tenant since the layer started. */
+export interface ApplyStats {
+  /** Rows applied (commits, catch-up, resyncs). */
+  readonly rows: number
+  /** Waiting for storage re-reads of committed rows (`getMany`), wall time. */
+  readonly readMs: number
+  /** Applying rows to the in-memory indexes, yields excluded. */
+  readonly applyMs: number
+  /** Of `applyMs`, inside hnswlib's addPoint; the rest is the index's own work. */
+  readonly addPointMs: number
 }
 
 export class Tenants extends Context.Tag("@allidb/index/UnifiedIndex/Tenants")<Tenants, TenantsShape>() {}
@@ -97,6 +111,7 @@ export const make: Effect.Effect<
   /** Per tenant: bumped on every applied change, and the value the last snapshot saw. */
   const versions = new Map<string, { changed: number; snapshotted: number }>()
   let applied = 0
+  const stats = { rows: 0, readMs: 0, applyMs: 0, addPointMsOfReplaced: 0 }
   let waiters: Array<{ readonly seq: number; readonly deferred: Deferred.Deferred<void> }> = []
   // Serialises every mutation of the native indexes with snapshots (hnswlib
   // writes its file on a worker thread while the main thread must not insert).
@@ -139,12 +154,19 @@ export const make: Effect.Effect<
     Effect.gen(function* () {
       let inserted = 0
       let skipped = 0
+      let started = performance.now()
       for (const row of rows) {
         const outcome: ApplyOutcome = index.applyRow(row.id, row.entity)
         if (outcome === "inserted") inserted++
         else if (outcome === "skipped") skipped++
-        if (slice.due) yield* slice.yieldIfDue
+        if (slice.due) {
+          stats.applyMs += performance.now() - started
+          yield* slice.yieldIfDue
+          started = performance.now()
+        }
       }
+      stats.applyMs += performance.now() - started
+      stats.rows += rows.length
       if (rows.length > 0) markChanged(index.tenant)
       if (inserted > 0) yield* Metric_.incrementBy(Metrics.inserts, inserted)
       if (skipped > 0) {
@@ -183,6 +205,8 @@ export const make: Effect.Effect<
     Effect.gen(function* () {
       const index = fresh(tenant)
       yield* applyStream(index, 0, false)
+      const replaced = tenants.get(tenant)
+      if (replaced !== undefined) stats.addPointMsOfReplaced += replaced.addPointMs
       tenants.set(tenant, index)
       markChanged(tenant)
       yield* Metric_.increment(Metrics.rebuilds)
@@ -259,6 +283,7 @@ export const make: Effect.Effect<
             const batch = ids.slice(i, i + GET_MANY_BATCH)
             // Re-read the merged rows: whatever order the writes arrived in,
             // the index mirrors what storage answers now.
+            const readStarted = performance.now()
             const entities = yield* storage.getMany(tenant as TenantId, tenant as TenantId, batch).pipe(
               Effect.tapError((e) =>
                 Effect.logWarning("index could not read committed rows; retrying").pipe(
@@ -267,6 +292,7 @@ export const make: Effect.Effect<
               ),
               Effect.retry(readRetry),
             )
+            stats.readMs += performance.now() - readStarted
             yield* applyRows(
               index,
               batch.map((id, j) => ({ id, entity: entities[j] })),
@@ -385,7 +411,12 @@ export const make: Effect.Effect<
     ),
     snapshot: snapshotAll.pipe(Effect.withSpan("UnifiedIndex.snapshot")),
   }
-  return { index, tenants: { get: (tenant) => tenants.get(tenant), config } }
+  const applyStats = (): ApplyStats => {
+    let addPointMs = stats.addPointMsOfReplaced
+    for (const t of tenants.values()) addPointMs += t.addPointMs
+    return { rows: stats.rows, readMs: stats.readMs, applyMs: stats.applyMs, addPointMs }
+  }
+  return { index, tenants: { get: (tenant) => tenants.get(tenant), config, applyStats } }
 })
 
 /** Provides UnifiedIndex and the Tenants view the QueryExecutor reads. */
