@@ -1,0 +1,58 @@
+import { assert, describe, it } from "@effect/vitest"
+import { Entity, type EntityId } from "@allidb/core"
+import { TenantIndex } from "../src/TenantIndex.js"
+
+const params = { m: 8, efConstruction: 50, randomSeed: 100, initialCapacity: 4, growthFactor: 2 }
+
+const filled = (n: number): TenantIndex => {
+  const index = new TenantIndex("t", "l2", params, 2)
+  for (let i = 0; i < n; i++) index.applyRow(`e${i}`, new Entity({ id: `e${i}` as EntityId, vector: [i, i % 7] }))
+  return index
+}
+
+describe("TenantIndex", () => {
+  it("hands hnswlib each query's ef, calling setEf only when it changes, and again after the native index is replaced", () => {
+    const index = filled(40)
+    const native = index.hnsw!
+    const calls: Array<number> = []
+    // The addon's methods are read-only: spy through a proxy that forwards to the native object.
+    const spied = new Proxy(native, {
+      get: (target, key) => {
+        if (key === "setEf") {
+          return (ef: number) => {
+            calls.push(ef)
+            target.setEf(ef)
+          }
+        }
+        const value = Reflect.get(target, key)
+        return typeof value === "function" ? value.bind(target) : value
+      },
+    })
+    index.hnsw = spied
+    index.searchKnn([3, 3], 5, 16)
+    index.searchKnn([3, 3], 5, 16)
+    index.searchKnn([3, 3], 5, 32)
+    // k above ef raises ef to k
+    index.searchKnn([3, 3], 20, 8)
+    assert.deepStrictEqual(calls, [16, 32, 20])
+    // A replaced native index (a snapshot load assigns one) starts with hnswlib's own ef.
+    index.hnsw = spied
+    index.searchKnn([3, 3], 5, 20)
+    assert.deepStrictEqual(calls, [16, 32, 20, 20])
+  })
+
+  it("grows past its initial capacity and keeps the float32 mirror and norms of every vector", () => {
+    const index = filled(40)
+    assert.isAtLeast(index.capacity, 40)
+    assert.strictEqual(index.liveVectors, 40)
+    for (let label = 0; label < 40; label++) {
+      const i = Number(index.labelToId[label]!.slice(1))
+      assert.strictEqual(index.vectors[label * 2], i)
+      assert.strictEqual(index.vectors[label * 2 + 1], i % 7)
+      assert.closeTo(index.norms[label]!, Math.hypot(i, i % 7), 1e-4)
+    }
+    const hits = index.searchKnn([10, 3], 1, 16)
+    assert.strictEqual(hits[0]!.id, "e10")
+    assert.isAbove(index.addPointMs, 0)
+  })
+})
