@@ -8,6 +8,8 @@
  * answer, and the server still serves a valid call afterwards. The seed is
  * printed (replay with RPCG_FUZZ_SEED=<seed>).
  */
+import { readFileSync } from "node:fs"
+import { fileURLToPath } from "node:url"
 import { tenantId } from "@allidb/core"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
@@ -87,10 +89,16 @@ const assertRefused = (answer: Answer, status: number, code: string, field?: str
   return body
 }
 
+const DOCS_KEY = "docs-key-0001"
+
 const withServer = <A>(body: (url: string) => Promise<A>, config: { readonly maxBodyMb?: number } = {}) =>
   Effect.gen(function* () {
     const { layer } = yield* fakeCoordinator
-    const server = yield* start(layer, { apiKeys: [{ key: KEY, tenant: tenantId("guarded") }], maxBatch: 50, ...config })
+    const apiKeys = [
+      { key: KEY, tenant: tenantId("guarded") },
+      { key: DOCS_KEY, tenant: tenantId("docs") },
+    ]
+    const server = yield* start(layer, { apiKeys, maxBatch: 50, ...config })
     return yield* Effect.promise(() => body(server.url))
   }).pipe(Effect.scoped)
 
@@ -224,6 +232,41 @@ describe("/rpc guard", () => {
       },
       { maxBodyMb: 0.01 },
     ),
+  )
+})
+
+// ---------------------------------------------------------------------------
+// docs/API.md: the "Malformed bodies" examples run as documented
+
+const API_MD = fileURLToPath(new URL("../../../docs/API.md", import.meta.url))
+
+/** `"<string>"` in an expected answer stands for any non-empty string. */
+const matches = (actual: unknown, expected: unknown, path: string): void => {
+  if (expected === "<string>") {
+    assert.isString(actual, path)
+    assert.isNotEmpty(actual as string, path)
+  } else if (typeof expected === "object" && expected !== null) {
+    assert.isObject(actual, path)
+    const a = actual as Record<string, unknown>
+    assert.deepStrictEqual(Object.keys(a).sort(), Object.keys(expected).sort(), `${path} keys`)
+    for (const [key, value] of Object.entries(expected)) matches(a[key], value, `${path}.${key}`)
+  } else {
+    assert.deepStrictEqual(actual, expected, path)
+  }
+}
+
+describe("docs/API.md /rpc refusals", () => {
+  it.live("every rpc-frame example answers as documented", () =>
+    withServer(async (url) => {
+      const doc = readFileSync(API_MD, "utf8")
+      const pattern = /<!-- rpc-frame: ([^>]+?) -->\s*```json\n([\s\S]*?)```\s*```json\n([\s\S]*?)```/g
+      const examples = [...doc.matchAll(pattern)]
+      assert.isAtLeast(examples.length, 4, "docs/API.md has its rpc-frame examples")
+      for (const [, name, frame, expected] of examples) {
+        const answer = await post(url, pack(JSON.parse(frame!)), name!.endsWith("no key") ? null : DOCS_KEY)
+        matches({ status: answer.status, body: json(answer) }, JSON.parse(expected!), name!)
+      }
+    }),
   )
 })
 
