@@ -241,6 +241,36 @@ export interface KeyedRow {
   readonly row: Row
 }
 
+/** Floats per vector slab (1 MiB). */
+const SLAB_FLOATS = 256 * 1024
+let slab = new Float32Array(SLAB_FLOATS)
+let slabUsed = 0
+
+/**
+ * A zeroed Float32Array of `n` floats carved from a shared 1 MiB slab. Every
+ * ArrayBuffer costs the garbage collector (an external backing store it
+ * tracks and sweeps one by one); with one per written vector, a 64 MiB
+ * memtable holds ~60k of them and GC dominated the write path. A slab lives
+ * as long as any vector in it — memtable rows are dropped together at flush,
+ * so little is pinned. Large vectors get their own buffer.
+ */
+export const allocF32 = (n: number): Float32Array => {
+  if (n > SLAB_FLOATS / 16) return new Float32Array(n)
+  if (slabUsed + n > SLAB_FLOATS) {
+    slab = new Float32Array(SLAB_FLOATS)
+    slabUsed = 0
+  }
+  const out = slab.subarray(slabUsed, slabUsed + n)
+  slabUsed += n
+  return out
+}
+
+const toF32 = (values: ReadonlyArray<number>): Float32Array => {
+  const out = allocF32(values.length)
+  out.set(values)
+  return out
+}
+
 /** Drops undefined properties (exactOptionalPropertyTypes: absent, not undefined). */
 const definedProps = <T>(o: { readonly [K in keyof T]?: T[K] | undefined }): T => {
   const out: Record<string, unknown> = {}
@@ -269,7 +299,7 @@ export const fromEntity = (entity: Entity, ts: Hlc.Timestamp, seq: number): Row 
   if (entity.vector !== undefined) {
     cells.set(VECTOR, {
       ts,
-      value: { _tag: "Vector", version: entity.vectorVersion ?? 0, values: new Float32Array(entity.vector) },
+      value: { _tag: "Vector", version: entity.vectorVersion ?? 0, values: toF32(entity.vector) },
     })
   }
   entity.chunks?.forEach((chunk, index) => {
