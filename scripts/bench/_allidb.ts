@@ -262,8 +262,23 @@ export const startServer = async (dataDir: string, extraArgs: ReadonlyArray<stri
 
 // --- HTTP /v1 ---------------------------------------------------------------------------
 
+/**
+ * fetch, retried once when the server closed a pooled keep-alive connection
+ * just as it was reused ("other side closed"): undici retries only idempotent
+ * methods itself, and the race is the transport's, not the request's.
+ */
+const fetchRetrying = async (url: string, init: RequestInit): Promise<Response> => {
+  try {
+    return await fetch(url, init)
+  } catch (e) {
+    const cause = (e as { cause?: { code?: string } }).cause
+    if (cause?.code !== "UND_ERR_SOCKET") throw e
+    return fetch(url, init)
+  }
+}
+
 const post = async (url: string, body: unknown): Promise<unknown> => {
-  const res = await fetch(url, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) })
+  const res = await fetchRetrying(url, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) })
   const text = await res.text()
   if (res.status !== 200) throw new Error(`POST ${url}: ${res.status} ${text.slice(0, 300)}`)
   return JSON.parse(text)
@@ -278,7 +293,7 @@ export const httpQuery = async (url: string, request: unknown): Promise<Readonly
   ((await post(`${url}/v1/query`, request)) as { results: Array<{ id: string; score: number }> }).results
 
 export const httpDelete = async (url: string, id: string): Promise<void> => {
-  const res = await fetch(`${url}/v1/entities/${encodeURIComponent(id)}`, { method: "DELETE" })
+  const res = await fetchRetrying(`${url}/v1/entities/${encodeURIComponent(id)}`, { method: "DELETE" })
   await res.text()
   if (res.status !== 200 && res.status !== 404) throw new Error(`DELETE ${id}: ${res.status}`)
 }
