@@ -38,6 +38,8 @@ export const runScale = async (o: ScaleOptions) => {
       hnswlibBuildPerSecond: hnsw.vectorsPerSecond,
       allidbIngestPerSecond: load.entities / load.seconds,
       ingestMeasuredAt: load.date,
+      // A ratio only when both sides were measured in this run (a cached data dir was loaded earlier).
+      ingestSameRun: r.ingest?.loadedThisRun === true,
       allidbQps: ours?.qps,
       allidbEf: ours?.ef,
       allidbRecall: ours?.recall,
@@ -56,7 +58,7 @@ export const runScale = async (o: ScaleOptions) => {
       fmt(r.n),
       fmt(r.hnswlibBuildPerSecond),
       fmt(r.allidbIngestPerSecond),
-      `${fmt(r.allidbIngestPerSecond / r.hnswlibBuildPerSecond, 2)}×`,
+      r.ingestSameRun ? `${fmt(r.allidbIngestPerSecond / r.hnswlibBuildPerSecond, 2)}×` : "— (load cached from an earlier run)",
       `${fmt(r.hnswlibQps ?? Number.NaN)} (${r.hnswlibEf})`,
       `${fmt(r.allidbQps ?? Number.NaN)} (${r.allidbEf})`,
       `${fmt((r.allidbQps ?? Number.NaN) / (r.hnswlibQps ?? Number.NaN), 2)}×`,
