@@ -34,6 +34,12 @@ describe("UnifiedIndex", () => {
       const [stats] = yield* h.index.stats
       assert.strictEqual(stats!.vectors, 0)
       assert.strictEqual(stats!.entities, 1)
+      // The apply loop accounts for its time: 5 rows applied, 3 vectors inserted.
+      const apply = h.tenants.applyStats()
+      assert.strictEqual(apply.rows, 5)
+      assert.isAbove(apply.addPointMs, 0)
+      assert.isAtMost(apply.addPointMs, apply.applyMs)
+      assert.isAbove(apply.readMs, 0)
     }),
   )
 
