@@ -5,8 +5,8 @@
  * The cost of span export on the HTTP query path: the built allidbd serves the
  * same loaded data dir with tracing export off (no OTEL_* variables) and on
  * (OTEL_EXPORTER_OTLP_ENDPOINT pointing at scripts/otlp-sink.mjs, a separate
- * process answering 200), alternating off/on for every round so drift in the
- * machine's load hits both alike. Each run warms up, then drives POST /v1/query
+ * process answering 200), alternating off/on (order flipped every round) so
+ * drift in the machine's load hits both alike. Each run warms up, then drives POST /v1/query
  * (top-10 kNN) with a fixed number of concurrent clients for a fixed time.
  * Prints per-round and median QPS of both, their ratio, the server's CPU per
  * query, and how many spans the sink received per query (so a run where export
@@ -182,7 +182,8 @@ export const runTracing = async (o: {
   > = []
   try {
     for (let round = 0; round < o.rounds; round++) {
-      for (const mode of ["off", "on"] as const) {
+      // The order flips every round, so neither mode always follows the other's shutdown.
+      for (const mode of round % 2 === 0 ? (["off", "on"] as const) : (["on", "off"] as const)) {
         setTracingEnv(mode === "on" ? sink.url : undefined)
         const server = await startServer(dir)
         try {
