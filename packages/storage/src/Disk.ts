@@ -118,13 +118,36 @@ const makeNodeFile = (path: string, fd: number, initialSize: number): DiskFile =
   // in the order they started even though the writes complete out of order.
   let end = initialSize
   let closed = false
+  // Kernel operations on `fd` still running. An interrupted fiber stops
+  // waiting, but its read/write/fdatasync keeps running in libuv's pool; if
+  // the fd were closed under it, the operation would fail with EBADF or, once
+  // the number is reused by the next open, land on ANOTHER file (a WAL
+  // segment). So close waits for them, and nothing starts after close.
+  let running = 0
+  let closeNow: (() => void) | undefined
+
+  /** Runs one kernel operation on the fd (`run` calls `done` exactly once). */
+  const op = <A>(
+    operation: string,
+    run: (done: (error: NodeJS.ErrnoException | null, value: A) => void) => void,
+  ): Effect.Effect<A, StorageFailure> =>
+    Effect.async<A, StorageFailure>((resume) => {
+      if (closed) return resume(Effect.fail(failure(operation, path, "file is closed")))
+      running++
+      run((error, value) => {
+        running--
+        if (running === 0 && closeNow !== undefined) closeNow()
+        resume(error ? Effect.fail(failure(operation, path, error)) : Effect.succeed(value))
+      })
+    })
+
   const writeAll = (data: Uint8Array, position: number): Effect.Effect<void, StorageFailure> =>
-    Effect.async<void, StorageFailure>((resume) => {
+    op<void>("append", (done) => {
       const step = (offset: number): void => {
         Fs.write(fd, data, offset, data.length - offset, position + offset, (error, written) => {
-          if (error) return resume(Effect.fail(failure("append", path, error)))
+          if (error) return done(error, undefined)
           if (offset + written < data.length) return step(offset + written)
-          resume(Effect.void)
+          done(null, undefined)
         })
       }
       step(0)
@@ -139,26 +162,24 @@ const makeNodeFile = (path: string, fd: number, initialSize: number): DiskFile =
         return data.length === 0 ? Effect.void : writeAll(data, position)
       }),
     read: (position, length) =>
-      Effect.async<Uint8Array, StorageFailure>((resume) => {
+      op<Uint8Array>("read", (done) => {
         const buffer = Buffer.allocUnsafe(length)
         const step = (offset: number): void => {
           Fs.read(fd, buffer, offset, length - offset, position + offset, (error, bytesRead) => {
-            if (error) return resume(Effect.fail(failure("read", path, error)))
-            if (bytesRead === 0 || offset + bytesRead === length) {
-              return resume(Effect.succeed(buffer.subarray(0, offset + bytesRead)))
-            }
+            if (error) return done(error, buffer)
+            if (bytesRead === 0 || offset + bytesRead === length) return done(null, buffer.subarray(0, offset + bytesRead))
             step(offset + bytesRead)
           })
         }
-        if (length === 0) resume(Effect.succeed(buffer))
+        if (length === 0) done(null, buffer)
         else step(0)
       }),
-    sync: fsCall<void>("fdatasync", path, (cb) => Fs.fdatasync(fd, (e) => cb(e, undefined))),
+    sync: op<void>("fdatasync", (done) => Fs.fdatasync(fd, (e) => done(e, undefined))),
     size: Effect.sync(() => end),
     truncate: (length) =>
       Effect.suspend(() => {
         end = Math.min(end, length)
-        return fsCall<void>("truncate", path, (cb) => Fs.ftruncate(fd, length, (e) => cb(e, undefined))).pipe(
+        return op<void>("truncate", (done) => Fs.ftruncate(fd, length, (e) => done(e, undefined))).pipe(
           Effect.tap(() => {
             end = length
           }),
@@ -167,7 +188,11 @@ const makeNodeFile = (path: string, fd: number, initialSize: number): DiskFile =
     close: Effect.suspend(() => {
       if (closed) return Effect.void
       closed = true
-      return Effect.async<void>((resume) => Fs.close(fd, () => resume(Effect.void)))
+      return Effect.async<void>((resume) => {
+        const doClose = () => Fs.close(fd, () => resume(Effect.void))
+        if (running === 0) doClose()
+        else closeNow = doClose
+      })
     }),
   }
 }

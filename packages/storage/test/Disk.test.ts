@@ -4,6 +4,7 @@ import * as Path from "node:path"
 import { afterAll, assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
 import * as Disk from "../src/Disk.js"
 
 const bytes = (s: string) => new TextEncoder().encode(s)
@@ -160,6 +161,55 @@ describe("Disk memory crash", () => {
       assert.strictEqual(text(yield* disk.readFile("/d/f")), "abXdef")
       fs.crash()
       assert.strictEqual(text(yield* fs.disk().readFile("/d/f")), "abXdef")
+    }),
+  )
+})
+
+describe("Disk.layerNode file lifetime", () => {
+  it.scoped("a closed file refuses every operation instead of touching a reused descriptor", () =>
+    Effect.gen(function* () {
+      const root = Fs.mkdtempSync(Path.join(Os.tmpdir(), "allidb-disk-"))
+      nodeRoots.push(root)
+      const disk = yield* Disk.makeNode
+      const a = yield* disk.open(`${root}/a`, "truncate")
+      yield* a.append(bytes("aaaa"))
+      yield* a.close
+      // The kernel hands the freed descriptor number to the next open: before
+      // the fix, a.read/a.sync here acted on b's descriptor.
+      const b = yield* disk.open(`${root}/b`, "truncate")
+      yield* b.append(bytes("bbbb"))
+      for (const attempt of [a.read(0, 4), a.sync, a.truncate(0), a.append(bytes("x"))]) {
+        const exit = yield* Effect.exit(attempt)
+        assert.isTrue(Exit.isFailure(exit))
+        assert.include(String(Exit.isFailure(exit) ? exit.cause : ""), "file is closed")
+      }
+      assert.strictEqual(text(yield* b.read(0, 10)), "bbbb")
+      assert.strictEqual(text(yield* disk.readFile(`${root}/a`)), "aaaa")
+    }),
+  )
+
+  it.scopedLive("close waits for kernel operations of interrupted fibers", () =>
+    Effect.gen(function* () {
+      const root = Fs.mkdtempSync(Path.join(Os.tmpdir(), "allidb-disk-"))
+      nodeRoots.push(root)
+      const disk = yield* Disk.makeNode
+      const a = yield* disk.open(`${root}/a`, "truncate")
+      const chunk = new Uint8Array(4 * 1024 * 1024).fill(7)
+      for (let round = 0; round < 5; round++) {
+        // Start appends + syncs, give up on them at once (as an interrupted
+        // compaction does), close, and open another file right away.
+        const fiber = yield* Effect.fork(Effect.all([a.append(chunk), a.sync, a.read(0, chunk.length)], { concurrency: "unbounded" }))
+        yield* Effect.yieldNow()
+        yield* Fiber.interrupt(fiber)
+        if (round === 4) yield* a.close
+      }
+      const b = yield* disk.open(`${root}/b`, "truncate")
+      yield* b.append(bytes("bbbb"))
+      yield* b.sync
+      // Whatever a's stray operations did, they finished before a's descriptor was released.
+      yield* Effect.sleep("50 millis")
+      assert.strictEqual(text(yield* disk.readFile(`${root}/b`)), "bbbb")
+      assert.strictEqual((yield* disk.readFile(`${root}/a`)).length % chunk.length, 0)
     }),
   )
 })
