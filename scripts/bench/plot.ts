@@ -170,7 +170,13 @@ const scale = async () => {
       color: { field: "system", type: "nominal" },
     },
   })
-  const ingest = rows.flatMap((x) => [
+  // Only sizes whose load and hnswlib build ran in the same run.
+  const sameRun = rows.filter((x) => x.ingestSameRun === true)
+  if (sameRun.length === 0) {
+    Fs.rmSync(Path.join(OUT, "scale-ingest.svg"), { force: true })
+    return
+  }
+  const ingest = sameRun.flatMap((x) => [
     { n: x.n, system: "AlliDB in-process ingest (durable)", rate: x.allidbIngestPerSecond },
     { n: x.n, system: "hnswlib-node addPoint", rate: x.hnswlibBuildPerSecond },
   ])
