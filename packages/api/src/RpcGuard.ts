@@ -160,11 +160,15 @@ const describe = (value: unknown): string => {
   return typeof value === "object" ? "an object" : `${typeof value} ${String(value)}`
 }
 
-/** The payload decoder of each RPC of the group, built once. */
+/**
+ * The payload decoder of each RPC of the group, built once. First-error
+ * mode, as the native API decodes: the answer names only the first
+ * offending field, so collecting every issue of a bad batch is wasted work.
+ */
 const payloadDecoders: ReadonlyMap<string, (u: unknown) => Either.Either<unknown, ParseResult.ParseError>> = new Map(
   Array.from(Rpcs.requests, ([tag, rpc]) => {
     const schema = (rpc as Rpc.AnyWithProps).payloadSchema as Schema.Schema<unknown, unknown>
-    return [tag, Schema.decodeUnknownEither(schema, { errors: "all" })] as const
+    return [tag, Schema.decodeUnknownEither(schema)] as const
   }),
 )
 
