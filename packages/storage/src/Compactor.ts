@@ -133,6 +133,7 @@ export const makeWith = (options: {
     const compact = (inputs: ReadonlyArray<SSTableStore.TableInfo>) =>
       Effect.gen(function* () {
         const ids = inputs.map((t) => t.id)
+        yield* Metric.increment(Metrics.compactionsStarted)
         const exclude = new Set(ids)
         const now = yield* Clock.currentTimeMillis
         const cutoffWall = (now - config.tombstoneGraceMs) * Hlc.LOGICAL_SPAN

@@ -47,6 +47,9 @@ export const bloomNegatives = Metric.counter("allidb_bloom_negatives_total", {
 })
 
 export const compactions = Metric.counter("allidb_compactions_total", { description: "Compactions completed" })
+export const compactionsStarted = Metric.counter("allidb_compactions_started_total", {
+  description: "Compactions started (started minus completed = failed or interrupted ones)",
+})
 export const compactionBytesIn = Metric.counter("allidb_compaction_bytes_in_total", {
   description: "Bytes read by compaction",
 })
