@@ -287,14 +287,15 @@ const definedProps = <T>(o: { readonly [K in keyof T]?: T[K] | undefined }): T =
 export const fromEntity = (entity: Entity, ts: Hlc.Timestamp, seq: number): Row => {
   const millis = Hlc.physicalMillis(ts)
   const cells = new Map<CellName, Cell>()
-  const meta = definedProps<MetaValue>({
+  // Built field by field (not definedProps): this runs once per write.
+  const meta: { -readonly [K in keyof MetaValue]: MetaValue[K] } = {
     _tag: "Meta",
-    type: entity.type,
-    metadata: entity.metadata,
-    importance: entity.importance,
     createdAt: entity.createdAt ?? millis,
     updatedAt: entity.updatedAt ?? millis,
-  })
+  }
+  if (entity.type !== undefined) meta.type = entity.type
+  if (entity.metadata !== undefined) meta.metadata = entity.metadata
+  if (entity.importance !== undefined) meta.importance = entity.importance
   cells.set(META, { ts, value: meta })
   if (entity.vector !== undefined) {
     cells.set(VECTOR, {

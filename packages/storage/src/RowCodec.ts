@@ -377,7 +377,8 @@ export const writeRow = (w: Writer, row: Row): void => {
   w.u8(row.deletedAt !== undefined ? ROW_HAS_TOMBSTONE : 0)
   if (row.deletedAt !== undefined) w.u64(row.deletedAt.wall).u32(row.deletedAt.node)
   w.varint(row.cells.size)
-  const names = [...row.cells.keys()].sort()
+  // Cells sorted by name (one encoding per row); most rows are meta + vector, already in order.
+  const names = row.cells.size <= 1 ? row.cells.keys() : [...row.cells.keys()].sort()
   for (const name of names) {
     const cell = row.cells.get(name) as Cell
     w.u8(cell.value === undefined ? CELL_TOMBSTONE : 0)
