@@ -166,6 +166,19 @@ const withoutProtoDefaults = (message: Record<string, unknown>, keys: ReadonlyAr
   return out
 }
 
+/**
+ * `double importance = 8` has no presence in proto3: an entity sent without an
+ * importance arrives as 0. REST and /v1 store "none" (scored as 0.5), so gRPC
+ * treats 0 as unset too — the same entity then ranks the same on every
+ * surface. An importance of exactly 0 is therefore not expressible over gRPC;
+ * send a tiny positive value instead.
+ */
+const withoutUnsetImportance = (entity: unknown): unknown => {
+  if (typeof entity !== "object" || entity === null) return entity
+  const record = entity as Record<string, unknown>
+  return record.importance === 0 ? withoutProtoDefaults(record, ["importance"]) : entity
+}
+
 // Outgoing messages: bigint nanos become decimal strings (int64 with longs: String).
 
 const edgeToProto = (edge: Compat.CompatEdgeOut) => ({ ...edge, timestamp_nanos: edge.timestamp_nanos.toString() })
@@ -366,10 +379,8 @@ export const make = (options: Options): Effect.Effect<GrpcServerShape, GrpcBindE
         authenticated: true,
         run: (message, tenant) =>
           Effect.gen(function* () {
-            const request = yield* decode(
-              Compat.PutEntityRequest,
-              withoutProtoDefaults(message, ["trace_id"]),
-            )
+            const body = withoutProtoDefaults(message, ["trace_id"])
+            const request = yield* decode(Compat.PutEntityRequest, { ...body, entity: withoutUnsetImportance(body.entity) })
             const result = yield* Compat.putEntity(tenant, request)
             return { success: true, error_message: "", entity_id: result.entity_id }
           }),
@@ -379,7 +390,9 @@ export const make = (options: Options): Effect.Effect<GrpcServerShape, GrpcBindE
         authenticated: true,
         run: (message, tenant) =>
           Effect.gen(function* () {
-            const request = yield* decode(Compat.BatchPutEntitiesRequest, withoutProtoDefaults(message, ["trace_id"]))
+            const body = withoutProtoDefaults(message, ["trace_id"])
+            const entities = Array.isArray(body.entities) ? body.entities.map(withoutUnsetImportance) : body.entities
+            const request = yield* decode(Compat.BatchPutEntitiesRequest, { ...body, entities })
             return yield* Compat.batchPutEntities(tenant, request, limits)
           }),
       }),

@@ -97,27 +97,6 @@ const run = (name: string, body: (driver: S.Driver) => R.Step<unknown>) =>
     assert.deepStrictEqual(failures, [], failures.join("\n"))
   })
 
-/**
- * A scenario with a known, reported divergence: it must fail on exactly the
- * listed surfaces, each failure matching its pattern (so the row still shows
- * FAIL in the matrix, and the test breaks, asking for an update, once fixed).
- */
-const runKnown = (
-  name: string,
-  expected: Readonly<Record<string, RegExp>>,
-  body: (driver: S.Driver) => R.Step<unknown>,
-) =>
-  Effect.gen(function* () {
-    const drivers = yield* Drivers
-    const failures = yield* R.scenario(matrix, drivers, name, body)
-    const failing = failures.map((f) => f.slice(0, f.indexOf(": ")))
-    assert.deepStrictEqual(failing, Object.keys(expected), `known divergence changed (fixed?):\n${failures.join("\n")}`)
-    for (const failure of failures) {
-      const surface = failure.slice(0, failure.indexOf(": "))
-      assert.match(failure, expected[surface]!, "known divergence changed")
-    }
-  })
-
 // ---------------------------------------------------------------------------
 // Data: dimension 4, values exact in float32 (gRPC sends floats), fixed
 // timestamps so scores do not depend on when each surface wrote
@@ -712,15 +691,11 @@ layer(DriversLive, { timeout: "60 seconds", excludeTestServices: true })("confor
     }
   })
 
-  describe("known divergences", () => {
-    // BUG (reported, not fixed here): an entity written over gRPC without an
-    // importance is stored with importance 0 (the proto3 default of `double
-    // importance = 8`), while the same entity over compat REST or /v1 has none
-    // and is scored as 0.5, so it ranks differently by surface. Asserted as
-    // is, so the row shows FAIL until it is fixed.
-    it.effect("an entity without importance scores the same on every surface (known: not over gRPC)", () =>
-      // 0.075 = the importance weight 0.15 × (0.5 for "none" − 0 stored by gRPC).
-      runKnown("no importance given → same score", { gRPC: /^gRPC: differs from native HTTP: 0\.8497\d* vs 0\.9247\d*$/ }, (d) =>
+  describe("proto3 defaults", () => {
+    // `double importance = 8` has no presence: gRPC reads 0 as "not given",
+    // so an entity without importance scores the same on every surface.
+    it.effect("an entity without importance scores the same on every surface", () =>
+      run("no importance given → same score", (d) =>
         Effect.gen(function* () {
           const t1 = yield* R.as(d, "t1")
           const vector = [0.25, 0.75, 0.25, 0.25]
