@@ -140,10 +140,12 @@ export class StorageEngine extends Context.Tag("@allidb/storage/StorageEngine")<
 // ---------------------------------------------------------------------------
 // Implementation
 //
-// Write path: guard → HLC timestamps → rows → one WAL payload → Wal.append
-// (durable, assigns the seq) → memtable → publish in seq order. The steps from
-// the append on are uninterruptible: once a batch is in the log it must reach
-// the memtable, or reads would miss an acknowledged write until a restart.
+// Write path: guard → HLC timestamps → rows → one WAL payload → Wal.submit
+// (assigns the seq). The WAL's writer, once the group commit holding the
+// payload is durable, runs the write's callback: seq stamped on the rows →
+// memtable → publish. Callbacks run in seq order as plain code inside the
+// writer, so a batch in the log always reaches the memtable (even if its
+// caller was interrupted meanwhile) and commits publish in seq order.
 //
 // `applied` is the watermark: every seq ≤ applied is in a memtable. A frozen
 // memtable is flushed with flushedSeq = the watermark at its freeze (never its
