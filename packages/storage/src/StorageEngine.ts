@@ -255,7 +255,30 @@ export const make: Effect.Effect<
   const store = yield* SSTableStore.SSTableStore
   const guard = yield* TenantGuard.TenantGuard
   const providedHlc = yield* Effect.serviceOption(Hlc.Hlc)
-  const hlc = Option.isSome(providedHlc) ? providedHlc.value : yield* Hlc.make("allidb-local")
+  // Without a shared Hlc (a single node) the engine keeps its own, with a
+  // synchronous `now` for the write path (Hlc.make's rule, read off the same
+  // Clock): one Effect step less per write.
+  const clock = yield* Effect.clock
+  let localNow: (() => Hlc.Timestamp) | undefined
+  let hlc: Hlc.HlcShape
+  if (Option.isSome(providedHlc)) {
+    hlc = providedHlc.value
+  } else {
+    const node = Hlc.nodeTiebreak("allidb-local")
+    let last = 0
+    const now = (): Hlc.Timestamp => {
+      last = Hlc.nextWall(last, clock.unsafeCurrentTimeMillis())
+      return { wall: last, node }
+    }
+    localNow = now
+    hlc = {
+      now: Effect.sync(now),
+      observe: (remote) =>
+        Effect.sync(() => {
+          if (remote.wall > last) last = remote.wall
+        }),
+    }
+  }
   const commits = yield* PubSub.unbounded<CommitEvent>()
   const tableChangeHub = yield* PubSub.unbounded<{ readonly tenants: ReadonlyArray<TenantId> }>()
 
@@ -585,6 +608,10 @@ export const make: Effect.Effect<
       if (frozenQueue.length > config.maxFrozenMemtables) return slowWrite(caller, mutations, sync)
       const createdAts = createdAtsSync(mutations)
       if (createdAts === NEEDS_READ) return slowWrite(caller, mutations, sync)
+      if (localNow !== undefined) {
+        const stamps = mutations.length === 1 ? [localNow()] : Array.from({ length: mutations.length }, localNow)
+        return commit(caller, mutations, buildRows(mutations, createdAts, stamps), sync)
+      }
       return Effect.flatMap(timestampsFor(mutations.length), (stamps) =>
         commit(caller, mutations, buildRows(mutations, createdAts, stamps), sync),
       )
