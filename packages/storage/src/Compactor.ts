@@ -201,7 +201,10 @@ export const makeWith = (options: {
       Effect.catchAllCause((cause) => Effect.logError("Compactor: compaction failed", cause)),
       Effect.repeat(Schedule.spaced(IDLE_INTERVAL)),
     )
-    if (options.background) yield* Effect.forkScoped(loop)
+    // A fork inherits the interruptibility of the code that forks it: a layer
+    // built inside an uninterruptible region (an acquire, a finalizer) would
+    // otherwise get a loop that its scope can never interrupt.
+    if (options.background) yield* Effect.forkScoped(Effect.interruptible(loop))
 
     return { compactNow, compactAll }
   })
