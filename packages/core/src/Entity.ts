@@ -14,14 +14,32 @@ const FiniteNumber = Schema.Number.pipe(
   Schema.filter((n) => Number.isFinite(n) || "must be a finite number (not NaN or ±Infinity)"),
 )
 
-/** A dense embedding: 1..MAX_DIMENSION finite numbers. */
-export const VectorEmbedding = Schema.Array(FiniteNumber).pipe(
-  Schema.filter((v) => {
+/**
+ * A dense embedding: 1..MAX_DIMENSION finite numbers. One pass over the
+ * array instead of a refinement per element: decoding sits on every write
+ * and query, and a per-element filter cost more than the ANN search itself.
+ * A bad component is still reported at its own path (`vector[3]`).
+ */
+const ArrayOfAny = Schema.declare((u: unknown): u is ReadonlyArray<number> => Array.isArray(u), {
+  identifier: "NumberArray",
+  description: "an array of numbers",
+  jsonSchema: { type: "array", items: { type: "number" } },
+  arbitrary: () => (fc) => fc.array(fc.double({ noNaN: true, noDefaultInfinity: true }), { minLength: 1, maxLength: 16 }),
+})
+
+export const VectorEmbedding = ArrayOfAny.pipe(
+  Schema.filter((v): true | string | Schema.FilterIssue => {
     if (v.length === 0) return "vector must not be empty"
     if (v.length > MAX_DIMENSION) return `vector dimension ${v.length} exceeds the maximum of ${MAX_DIMENSION}`
+    for (let i = 0; i < v.length; i++) {
+      const x: unknown = v[i]
+      if (typeof x !== "number") return { path: [i], message: `Expected number, actual ${JSON.stringify(x) ?? typeof x}` }
+      if (!Number.isFinite(x)) return { path: [i], message: "must be a finite number (not NaN or ±Infinity)" }
+    }
     return true
   }),
 )
+
 export type VectorEmbedding = typeof VectorEmbedding.Type
 
 /** A number in [0, 1]. */

@@ -416,8 +416,11 @@ export const uncheckedRpcSurface = (url: string, apiKey: string) =>
         RpcClient.layerProtocolHttp({
           url: rpcUrl(url),
           // A refused body is answered as HTTP 4xx JSON (RpcGuard), not as msgpack frames: keep it a failure to read.
+          // The cast widens nothing at run time: a non-2xx answer fails the call, which the RPC client reports.
           transformClient: (c) =>
-            HttpClient.filterStatusOk(HttpClient.mapRequest(c, HttpClientRequest.setHeader(API_KEY_HEADER, apiKey))),
+            HttpClient.filterStatusOk(
+              HttpClient.mapRequest(c, HttpClientRequest.setHeader(API_KEY_HEADER, apiKey)),
+            ) as unknown as typeof c,
         }).pipe(Layer.provide(RpcSerialization.layerMsgPack), Layer.provide(FetchHttpClient.layer)),
       ),
     )
