@@ -154,22 +154,29 @@ export const bodyReadError = (error: HttpServerError.RequestError, limitBytes: n
     : new InvalidInput({ field: "body", message: "body: is not valid JSON" })
 
 /**
- * Reads a request body as text, refusing it past `limitBytes`. On Node the
+ * Reads a request body as bytes, refusing it past `limitBytes`. On Node the
  * rest of an oversized body is drained (not the socket destroyed, as the
- * platform's own limit does), so the client still receives its 413.
+ * platform's own limit does), so the client still receives its 413. The
+ * result owns its whole ArrayBuffer (never a slice of Node's shared buffer
+ * pool), so it can be handed on as a request's `arrayBuffer`.
  */
-export const readBodyText = (
+export const readBodyBytes = (
   request: HttpServerRequest.HttpServerRequest,
   limitBytes: number,
-): Effect.Effect<string, PayloadTooLarge | InvalidInput> => {
+): Effect.Effect<Uint8Array, PayloadTooLarge | InvalidInput> => {
   const source = nodeSource(request)
   if (source === undefined) {
-    return request.text.pipe(
+    return request.arrayBuffer.pipe(
+      Effect.map((buffer) => new Uint8Array(buffer)),
       HttpIncomingMessage.withMaxBodySize(Option.some(limitBytes)),
-      Effect.mapError((error) => bodyReadError(error, limitBytes)),
+      Effect.mapError((error) =>
+        isBodyTooLarge(error)
+          ? new PayloadTooLarge({ limitBytes })
+          : new InvalidInput({ field: "body", message: "body: could not be read" }),
+      ),
     )
   }
-  return Effect.async<string, PayloadTooLarge | InvalidInput>((resume) => {
+  return Effect.async<Uint8Array, PayloadTooLarge | InvalidInput>((resume) => {
     const chunks: Array<Buffer> = []
     let size = 0
     const cleanup = () => {
@@ -190,7 +197,13 @@ export const readBodyText = (
     }
     const onEnd = () => {
       cleanup()
-      resume(Effect.succeed(Buffer.concat(chunks).toString("utf8")))
+      const bytes = new Uint8Array(size)
+      let offset = 0
+      for (const chunk of chunks) {
+        bytes.set(chunk, offset)
+        offset += chunk.length
+      }
+      resume(Effect.succeed(bytes))
     }
     const onError = () => {
       cleanup()
@@ -202,6 +215,15 @@ export const readBodyText = (
     return Effect.sync(cleanup)
   })
 }
+
+const utf8 = new TextDecoder()
+
+/** `readBodyBytes` as UTF-8 text. */
+export const readBodyText = (
+  request: HttpServerRequest.HttpServerRequest,
+  limitBytes: number,
+): Effect.Effect<string, PayloadTooLarge | InvalidInput> =>
+  Effect.map(readBodyBytes(request, limitBytes), (bytes) => utf8.decode(bytes))
 
 const nodeSource = (request: HttpServerRequest.HttpServerRequest): IncomingMessage | undefined => {
   const source = (request as { readonly source?: unknown }).source

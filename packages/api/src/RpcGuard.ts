@@ -21,12 +21,10 @@
  * Valid traffic is untouched: its authentication, rate limit and deadline
  * still happen per call in the RPC middleware, with typed errors.
  */
-import { IncomingMessage } from "node:http"
-import * as HttpIncomingMessage from "@effect/platform/HttpIncomingMessage"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import type * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import type * as Rpc from "@effect/rpc/Rpc"
-import { InvalidInput, PayloadTooLarge } from "@allidb/core"
+import { InvalidInput, type PayloadTooLarge } from "@allidb/core"
 import { Metrics } from "@allidb/observability"
 import * as Effect from "effect/Effect"
 import type * as Either from "effect/Either"
@@ -44,69 +42,6 @@ import { Rpcs } from "./Rpc.js"
 // ---------------------------------------------------------------------------
 // Reading the body as bytes
 // ---------------------------------------------------------------------------
-
-/**
- * Reads a request body as bytes, refusing it past `limitBytes` (the byte
- * sibling of `Limits.readBodyText`: on Node the rest of an oversized body is
- * drained so the client still receives its 413). The result owns its whole
- * ArrayBuffer (never a slice of Node's shared buffer pool), so it can be
- * handed on as `arrayBuffer`.
- */
-export const readBodyBytes = (
-  request: HttpServerRequest.HttpServerRequest,
-  limitBytes: number,
-): Effect.Effect<Uint8Array, PayloadTooLarge | InvalidInput> => {
-  const source = (request as { readonly source?: unknown }).source
-  if (!(source instanceof IncomingMessage) || source.readableEnded) {
-    return request.arrayBuffer.pipe(
-      Effect.map((buffer) => new Uint8Array(buffer)),
-      HttpIncomingMessage.withMaxBodySize(Option.some(limitBytes)),
-      Effect.mapError((error) =>
-        error.cause instanceof Error && error.cause.message.includes("maxBytes exceeded")
-          ? new PayloadTooLarge({ limitBytes })
-          : new InvalidInput({ field: "body", message: "body: could not be read" }),
-      ),
-    )
-  }
-  return Effect.async<Uint8Array, PayloadTooLarge | InvalidInput>((resume) => {
-    const chunks: Array<Buffer> = []
-    let size = 0
-    const cleanup = () => {
-      source.off("data", onData)
-      source.off("end", onEnd)
-      source.off("error", onError)
-    }
-    const onData = (chunk: Buffer) => {
-      size += chunk.length
-      if (size > limitBytes) {
-        cleanup()
-        chunks.length = 0
-        source.resume() // discard the rest so the answer can still be read
-        resume(Effect.fail(new PayloadTooLarge({ limitBytes })))
-        return
-      }
-      chunks.push(chunk)
-    }
-    const onEnd = () => {
-      cleanup()
-      const bytes = new Uint8Array(size)
-      let offset = 0
-      for (const chunk of chunks) {
-        bytes.set(chunk, offset)
-        offset += chunk.length
-      }
-      resume(Effect.succeed(bytes))
-    }
-    const onError = () => {
-      cleanup()
-      resume(Effect.fail(new InvalidInput({ field: "body", message: "body: could not be read" })))
-    }
-    source.on("data", onData)
-    source.on("end", onEnd)
-    source.on("error", onError)
-    return Effect.sync(cleanup)
-  })
-}
 
 /**
  * `request` with its body replaced by `bytes` already read: every other
@@ -284,7 +219,7 @@ export const make = (options: {
     return <E, R>(app: Effect.Effect<HttpServerResponse.HttpServerResponse, E, R>) =>
       Effect.gen(function* () {
         const request = yield* HttpServerRequest.HttpServerRequest
-        const read = yield* Effect.either(readBodyBytes(request, maxBytes))
+        const read = yield* Effect.either(Limits.readBodyBytes(request, maxBytes))
         const problem = read._tag === "Left" ? read.left : check(read.right)
         if (problem === undefined && read._tag === "Right") {
           return yield* Effect.provideService(app, HttpServerRequest.HttpServerRequest, withBody(request, read.right))
