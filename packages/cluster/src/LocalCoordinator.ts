@@ -119,14 +119,14 @@ export const make: Effect.Effect<
         options,
       )
       return { ids: accepted.map((e) => e.id), failed } satisfies Coordinator.UpsertResult
-    }).pipe(Effect.withSpan("Coordinator.upsert", { attributes: { tenant, count: entities.length } }))
+    }).pipe(Effect.withSpan("Coordinator.upsert", { captureStackTrace: false, attributes: { tenant, count: entities.length } }))
 
   const get = (tenant: TenantId, id: EntityId) =>
     storage.get(tenant, tenant, id).pipe(
       Effect.flatMap((entity) =>
         entity === undefined ? Effect.fail(new NotFound({ what: "entity", id })) : Effect.succeed(entity),
       ),
-      Effect.withSpan("Coordinator.get", { attributes: { tenant } }),
+      Effect.withSpan("Coordinator.get", { captureStackTrace: false, attributes: { tenant } }),
     )
 
   const remove = (tenant: TenantId, id: EntityId, options?: Coordinator.WriteOptions) =>
@@ -134,7 +134,7 @@ export const make: Effect.Effect<
       const existing = yield* storage.get(tenant, tenant, id)
       if (existing === undefined) return yield* new NotFound({ what: "entity", id })
       yield* write(tenant, [{ _tag: "DeleteEntity", tenant, id }], options)
-    }).pipe(Effect.withSpan("Coordinator.remove", { attributes: { tenant } }))
+    }).pipe(Effect.withSpan("Coordinator.remove", { captureStackTrace: false, attributes: { tenant } }))
 
   const putEdges = (tenant: TenantId, edges: ReadonlyArray<EdgeWrite>, options?: Coordinator.WriteOptions) =>
     Effect.gen(function* () {
@@ -153,7 +153,7 @@ export const make: Effect.Effect<
         mutations.push({ _tag: "PutEdge", tenant, from: edge.from, edge: graphEdge })
       }
       yield* write(tenant, mutations, options)
-    }).pipe(Effect.withSpan("Coordinator.putEdges", { attributes: { tenant, count: edges.length } }))
+    }).pipe(Effect.withSpan("Coordinator.putEdges", { captureStackTrace: false, attributes: { tenant, count: edges.length } }))
 
   const removeEdges = (tenant: TenantId, edges: ReadonlyArray<EdgeRef>, options?: Coordinator.WriteOptions) =>
     Effect.gen(function* () {
@@ -164,7 +164,7 @@ export const make: Effect.Effect<
         mutations.push({ _tag: "DeleteEdge", tenant, from: edge.from, to: edge.to, relation: edge.relation })
       }
       yield* write(tenant, mutations, options)
-    }).pipe(Effect.withSpan("Coordinator.removeEdges", { attributes: { tenant, count: edges.length } }))
+    }).pipe(Effect.withSpan("Coordinator.removeEdges", { captureStackTrace: false, attributes: { tenant, count: edges.length } }))
 
   const query: Coordinator.CoordinatorShape["query"] = (tenant, request) =>
     Effect.gen(function* () {
@@ -173,10 +173,10 @@ export const make: Effect.Effect<
         return yield* new DimensionMismatch({ field: "vector", expected: dimension, actual: request.vector.length })
       }
       return yield* executor.query(tenant, request)
-    }).pipe(Effect.withSpan("Coordinator.query", { attributes: { tenant, k: request.k } }))
+    }) // No span of its own: QueryExecutor.query is the query's span (made only when traces are exported).
 
   const traverse: Coordinator.CoordinatorShape["traverse"] = (tenant, request) =>
-    executor.traverse(tenant, request).pipe(Effect.withSpan("Coordinator.traverse", { attributes: { tenant } }))
+    executor.traverse(tenant, request).pipe(Effect.withSpan("Coordinator.traverse", { captureStackTrace: false, attributes: { tenant } }))
 
   const scan: Coordinator.CoordinatorShape["scan"] = (tenant, request) =>
     storage
@@ -194,7 +194,7 @@ export const make: Effect.Effect<
               ...(page.nextPageToken === undefined ? {} : { nextPageToken: page.nextPageToken }),
             }),
         ),
-        Effect.withSpan("Coordinator.scan", { attributes: { tenant } }),
+        Effect.withSpan("Coordinator.scan", { captureStackTrace: false, attributes: { tenant } }),
       )
 
   return { upsert, get, remove, putEdges, removeEdges, query, traverse, scan } satisfies Coordinator.CoordinatorShape
