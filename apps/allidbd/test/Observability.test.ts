@@ -426,7 +426,7 @@ layer(ServerLive, { excludeTestServices: true, timeout: "60 seconds" })("observa
         parentSpanId: callerSpan,
         requestId,
         surface: "http",
-        tenant: undefined,
+        tenant: "default",
       })
     }),
   )

@@ -18,7 +18,7 @@ import {
   type TenantId,
   TraverseRequest,
 } from "@allidb/core"
-import { Metrics } from "@allidb/observability"
+import { Metrics, RequestTelemetry } from "@allidb/observability"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
@@ -169,7 +169,10 @@ export const layerAuthentication: Layer.Layer<Api.Authentication, never, Auth.Au
         Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) =>
           auth
             .authenticate(Redacted.value(key), Option.getOrUndefined(request.remoteAddress))
-            .pipe(Effect.tapError(() => Metrics.recordRejected("http", "unauthenticated"))),
+            .pipe(
+              Effect.tap(RequestTelemetry.setTenant),
+              Effect.tapError(() => Metrics.recordRejected("http", "unauthenticated")),
+            ),
         ),
     }),
   ),

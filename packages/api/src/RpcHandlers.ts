@@ -44,7 +44,10 @@ export const layerAuthentication: Layer.Layer<
         const peer = headers[PEER_ADDRESS_HEADER]
         const tenant = yield* auth
           .authenticate(apiKey, peer)
-          .pipe(Effect.tapError(() => Metrics.recordRejected("rpc", "unauthenticated")))
+          .pipe(
+            Effect.tap(RequestTelemetry.setTenant),
+            Effect.tapError(() => Metrics.recordRejected("rpc", "unauthenticated")),
+          )
         yield* limiter
           .take(Limits.rateLimitKey(apiKey, peer))
           .pipe(Effect.tapError(() => Metrics.recordRateLimited("rpc")))
