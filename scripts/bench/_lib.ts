@@ -9,6 +9,7 @@ import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
+import { SeededRandom } from "@allidb/core"
 
 export const BENCH_DIR = Path.dirname(fileURLToPath(import.meta.url))
 export const ROOT = Path.resolve(BENCH_DIR, "..", "..")
@@ -32,16 +33,7 @@ export const numbers = (name: string, fallback: string): Array<number> =>
 export const quick = flag("quick")
 
 // --- seeded randomness (mulberry32 + Box-Muller): same seed, same bytes ------
-export const rng = (seed: number): (() => number) => {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
+export const rng = SeededRandom.mulberry32
 export const gaussian = (random: () => number): (() => number) => {
   let spare: number | undefined
   return () => {

@@ -25,7 +25,7 @@ import * as LogLevel from "effect/LogLevel"
 import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
 import hnswlib from "hnswlib-node"
-import { Entity, QueryRequest, type TenantId } from "@allidb/core"
+import { Entity, QueryRequest, SeededRandom, type TenantId } from "@allidb/core"
 import { StorageEngine } from "@allidb/storage"
 // The built package, as the server runs it (tsx would recompile the sources
 // with esbuild's keepNames helpers, which cost time on every closure).
@@ -54,16 +54,7 @@ const storageKind = option("storage", "real")
 const T = "bench" as TenantId
 
 // --- data: a seeded Gaussian mixture; queries are held-out draws of it ------
-const rng = (seed: number) => {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
+const rng = SeededRandom.mulberry32
 const random = rng(SEED)
 const normal = () => Math.sqrt(-2 * Math.log(Math.max(random(), 1e-12))) * Math.cos(2 * Math.PI * random())
 const CLUSTERS = 100

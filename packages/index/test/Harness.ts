@@ -15,6 +15,7 @@ import {
   QueryRequest,
   type TenantId,
   TraverseRequest,
+  SeededRandom,
 } from "@allidb/core"
 import { StorageEngine } from "@allidb/storage"
 import * as IndexConfig from "../src/IndexConfig.js"
@@ -66,16 +67,7 @@ export const make = (options: {
   })
 
 /** mulberry32: a small seeded PRNG so data sets replay exactly. */
-export const rng = (seed: number) => {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
+export const rng = SeededRandom.mulberry32
 
 export const gaussian = (random: () => number) => () => {
   const u = Math.max(random(), 1e-12)

@@ -14,7 +14,7 @@
  * of it (a background compaction, say) can touch the data dir afterwards.
  */
 import * as Fs from "node:fs"
-import { Entity, entityId, tenantId } from "@allidb/core"
+import { Entity, entityId, SeededRandom, tenantId } from "@allidb/core"
 import * as Effect from "effect/Effect"
 import * as Logger from "effect/Logger"
 import * as LogLevel from "effect/LogLevel"
@@ -29,14 +29,7 @@ if (dataDir === undefined) {
 }
 const KEYS = Number(keysArg ?? 200)
 const WRITERS = Number(writersArg ?? 8)
-let state = Number(seedArg ?? 1) >>> 0
-const random = () => {
-  state = (state + 0x6d2b79f5) >>> 0
-  let t = state
-  t = Math.imul(t ^ (t >>> 15), t | 1)
-  t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-  return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-}
+const random = SeededRandom.mulberry32(Number(seedArg ?? 1))
 const tenant = tenantId("crash")
 /**
  * One report line, written with a blocking write(2) on fd 1 before the next

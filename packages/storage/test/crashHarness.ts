@@ -13,6 +13,7 @@ import * as Os from "node:os"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
 import type * as StorageConfig from "../src/StorageConfig.js"
+import { SeededRandom } from "@allidb/core"
 
 /** Small memtables, segments and a low compaction threshold: every round crosses flushes, rotations and compactions. */
 export const crashConfig: Partial<StorageConfig.StorageConfigShape> = {
@@ -49,16 +50,7 @@ export interface CrashSummary {
   readonly walSegments: number
 }
 
-const rng = (seed: number) => {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
+const rng = SeededRandom.mulberry32
 
 /**
  * The command that starts the child. Bundling it once with esbuild (already

@@ -3,7 +3,7 @@
  * in-memory file system inside a scope the test controls, so a test can
  * `crash()` the file system and boot again.
  */
-import { Entity, type EntityId, entityId, type TenantId, tenantId } from "@allidb/core"
+import { Entity, type EntityId, entityId, SeededRandom, type TenantId, tenantId } from "@allidb/core"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -57,13 +57,4 @@ export const put = (tenant: TenantId, e: Entity): StorageEngine.Mutation => ({ _
 export const del = (tenant: TenantId, n: number): StorageEngine.Mutation => ({ _tag: "DeleteEntity", tenant, id: id(n) })
 
 /** A small deterministic PRNG (mulberry32) so a failing seed replays exactly. */
-export const rng = (seed: number) => {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
+export const rng = SeededRandom.mulberry32
