@@ -9,7 +9,6 @@
  * (used when writing the examples).
  */
 import { readFileSync } from "node:fs"
-import { fileURLToPath } from "node:url"
 import { tenantId } from "@allidb/core"
 import { assert, describe, it } from "@effect/vitest"
 import * as Context from "effect/Context"
@@ -19,57 +18,12 @@ import * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"
 import * as AlliDbClient from "../../client/src/AlliDbClient.js"
 import { Rpcs } from "../src/Rpc.js"
+import { API_MD, examplesOf, matches, section } from "./support/DocExamples.js"
 import { call, fakeCoordinator, start } from "./support/TestServer.js"
 
-const API_MD = fileURLToPath(new URL("../../../docs/API.md", import.meta.url))
 const KEY = "acme-docs-key-01"
 const keys = { apiKeys: [{ key: KEY, tenant: tenantId("acme") }] }
 const PRINT = process.env.A1_PRINT_DOCS === "1"
-
-interface Example {
-  readonly marker: string
-  readonly request: unknown
-  readonly answer: unknown
-}
-
-const section = (doc: string, heading: string): string => {
-  const start = doc.indexOf(`\n## ${heading}\n`)
-  assert.isAtLeast(start, 0, `docs/API.md has no "## ${heading}" section`)
-  const next = doc.indexOf("\n## ", start + 4)
-  return next < 0 ? doc.slice(start) : doc.slice(start, next)
-}
-
-const examplesOf = (text: string, kind: string): Array<Example> => {
-  const pattern = new RegExp(`<!-- ${kind}: ([^>]+?) -->\\s*\`\`\`json\\n([\\s\\S]*?)\`\`\`\\s*\`\`\`json\\n([\\s\\S]*?)\`\`\``, "g")
-  return [...text.matchAll(pattern)].map((m) => ({
-    marker: m[1]!,
-    request: JSON.parse(m[2]!),
-    answer: JSON.parse(m[3]!),
-  }))
-}
-
-const matches = (actual: unknown, expected: unknown, path: string): void => {
-  if (expected === "<number>") {
-    assert.isNumber(actual, path)
-  } else if (expected === "<string>") {
-    assert.isString(actual, path)
-    assert.isNotEmpty(actual as string, path)
-  } else if (typeof expected === "number") {
-    assert.isNumber(actual, path)
-    assert.closeTo(actual as number, expected, 1e-6, path)
-  } else if (Array.isArray(expected)) {
-    assert.isArray(actual, path)
-    assert.strictEqual((actual as Array<unknown>).length, expected.length, `${path}.length`)
-    for (const [i, e] of expected.entries()) matches((actual as Array<unknown>)[i], e, `${path}[${i}]`)
-  } else if (typeof expected === "object" && expected !== null) {
-    assert.isObject(actual, path)
-    const a = actual as Record<string, unknown>
-    assert.deepStrictEqual(Object.keys(a).sort(), Object.keys(expected).sort(), `${path} keys`)
-    for (const [key, value] of Object.entries(expected)) matches(a[key], value, `${path}.${key}`)
-  } else {
-    assert.deepStrictEqual(actual, expected, path)
-  }
-}
 
 const check = (marker: string, actual: unknown, expected: unknown) => {
   if (PRINT) console.log(`${marker}\n${JSON.stringify(actual, null, 2)}`)

@@ -9,7 +9,6 @@
  * printed (replay with RPCG_FUZZ_SEED=<seed>).
  */
 import { readFileSync } from "node:fs"
-import { fileURLToPath } from "node:url"
 import { tenantId } from "@allidb/core"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
@@ -17,6 +16,7 @@ import fc from "fast-check"
 import { Packr, Unpackr } from "msgpackr"
 import * as RpcGuard from "../src/RpcGuard.js"
 import { fakeCoordinator, start } from "./support/TestServer.js"
+import { API_MD, matches } from "./support/DocExamples.js"
 
 const KEY = "rpcg-key-000001"
 const OPTIONS = { useRecords: true } as const
@@ -238,22 +238,6 @@ describe("/rpc guard", () => {
 // ---------------------------------------------------------------------------
 // docs/API.md: the "Malformed bodies" examples run as documented
 
-const API_MD = fileURLToPath(new URL("../../../docs/API.md", import.meta.url))
-
-/** `"<string>"` in an expected answer stands for any non-empty string. */
-const matches = (actual: unknown, expected: unknown, path: string): void => {
-  if (expected === "<string>") {
-    assert.isString(actual, path)
-    assert.isNotEmpty(actual as string, path)
-  } else if (typeof expected === "object" && expected !== null) {
-    assert.isObject(actual, path)
-    const a = actual as Record<string, unknown>
-    assert.deepStrictEqual(Object.keys(a).sort(), Object.keys(expected).sort(), `${path} keys`)
-    for (const [key, value] of Object.entries(expected)) matches(a[key], value, `${path}.${key}`)
-  } else {
-    assert.deepStrictEqual(actual, expected, path)
-  }
-}
 
 describe("docs/API.md /rpc refusals", () => {
   it.live("every rpc-frame example answers as documented", () =>
