@@ -4,7 +4,7 @@
  * the real Auth; requests go through the global fetch.
  */
 import { createServer } from "node:http"
-import { Coordinator } from "@allidb/cluster"
+import type { Coordinator } from "@allidb/cluster"
 import * as HttpLayerRouter from "@effect/platform/HttpLayerRouter"
 import * as HttpServer from "@effect/platform/HttpServer"
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
@@ -13,12 +13,10 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
 import * as LogLevel from "effect/LogLevel"
-import * as ApiConfig from "../src/ApiConfig.js"
-import * as Auth from "../src/Auth.js"
-import * as Limits from "../src/Limits.js"
+import type * as ApiConfig from "../src/ApiConfig.js"
 import * as CompatRoutes from "../src/CompatRoutes.js"
-import { CompatFakeCoordinator, type FakeOptions } from "./CompatFakeCoordinator.js"
-import { defaultKeys } from "./GrpcHarness.js"
+import type { FakeOptions } from "./CompatFakeCoordinator.js"
+import { testServices } from "./GrpcHarness.js"
 
 export interface StartOptions {
   readonly fake?: FakeOptions
@@ -34,18 +32,7 @@ export interface Answer {
 
 export const startRest = (options: StartOptions = {}) =>
   Effect.gen(function* () {
-    const fake = CompatFakeCoordinator.make(options.fake)
-    const coordinator =
-      options.override === undefined
-        ? fake.layer
-        : Layer.succeed(Coordinator.Coordinator, { ...fake.shape, ...options.override })
-    const config = ApiConfig.layer({ apiKeys: defaultKeys, ...options.config })
-    const services = Layer.mergeAll(
-      coordinator,
-      Auth.layer.pipe(Layer.provide(config)),
-      Limits.layerRateLimiter.pipe(Layer.provide(config)),
-      config,
-    )
+    const { fake, services } = testServices(options)
     const context = yield* Layer.build(
       HttpLayerRouter.serve(CompatRoutes.layer, { disableLogger: true, disableListenLog: true }).pipe(
         Layer.provide(services),

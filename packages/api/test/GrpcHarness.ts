@@ -35,6 +35,30 @@ export interface StartOptions {
   readonly shutdownTimeoutMs?: number
 }
 
+/**
+ * What a compat surface needs, over the fake coordinator (optionally with some
+ * methods overridden) and real Auth + rate limiter with the test keys.
+ */
+export const testServices = (options: {
+  readonly fake?: FakeOptions
+  readonly config?: Partial<ApiConfig.ApiConfigShape>
+  readonly override?: Partial<Coordinator.CoordinatorShape>
+}) => {
+  const fake = CompatFakeCoordinator.make(options.fake)
+  const coordinator =
+    options.override === undefined
+      ? fake.layer
+      : Layer.succeed(Coordinator.Coordinator, { ...fake.shape, ...options.override })
+  const config = ApiConfig.layer({ apiKeys: defaultKeys, ...options.config })
+  const services = Layer.mergeAll(
+    coordinator,
+    Auth.layer.pipe(Layer.provide(config)),
+    Limits.layerRateLimiter.pipe(Layer.provide(config)),
+    config,
+  )
+  return { fake, services }
+}
+
 export type Outcome = Either.Either<Record<string, unknown>, grpc.ServiceError>
 
 export interface CallOptions {
@@ -97,18 +121,7 @@ export const callRaw = (
 
 export const startGrpc = (options: StartOptions = {}) =>
   Effect.gen(function* () {
-    const fake = CompatFakeCoordinator.make(options.fake)
-    const coordinator =
-      options.override === undefined
-        ? fake.layer
-        : Layer.succeed(Coordinator.Coordinator, { ...fake.shape, ...options.override })
-    const config = ApiConfig.layer({ apiKeys: defaultKeys, ...options.config })
-    const services = Layer.mergeAll(
-      coordinator,
-      Auth.layer.pipe(Layer.provide(config)),
-      Limits.layerRateLimiter.pipe(Layer.provide(config)),
-      config,
-    )
+    const { fake, services } = testServices(options)
     const server = yield* Layer.build(
       Grpc.layer({
         address: "127.0.0.1:0",
