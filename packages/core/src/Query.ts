@@ -2,8 +2,10 @@
  * Query and traversal requests and their results, shared by the executor,
  * the coordinator and every API surface.
  */
+import * as Either from "effect/Either"
+import type * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
-import { Entity, Metadata, MetadataValue, VectorEmbedding } from "./Entity.js"
+import { Entity, MAX_DIMENSION, Metadata, MetadataValue, VectorEmbedding } from "./Entity.js"
 import { EntityId, Relation } from "./Ids.js"
 
 export const MAX_K = 10_000
@@ -134,3 +136,116 @@ export class ScanPage extends Schema.Class<ScanPage>("@allidb/core/ScanPage")({
 }) {}
 
 export { Metadata }
+
+// ---------------------------------------------------------------------------
+// Decoding a QueryRequest from its wire form, fast
+// ---------------------------------------------------------------------------
+//
+// `Schema.decodeUnknownSync(QueryRequest)` costs about 9 µs for a plain kNN
+// request (the struct parser, the nested ScoreWeights class, two class
+// constructors): a tenth of an ANN search at recall 0.95. The common shape —
+// vector, k, ef, weights, the include/explain flags — is checked here by hand,
+// rule for rule as the schema states it, and built the way the schema builds
+// it (same class instances, same keys in the same order, the same vector
+// array). Anything else (expand, filter, a value the fast path does not
+// accept, an object that is not plain) goes through the schema itself, so an
+// invalid request fails with exactly the schema's error. Query.test.ts checks
+// both paths against the schema on generated requests, valid and invalid.
+
+const isPlainObject = (u: unknown): u is Record<string, unknown> => {
+  if (typeof u !== "object" || u === null || Array.isArray(u)) return false
+  const proto = Object.getPrototypeOf(u)
+  return proto === Object.prototype || proto === null
+}
+
+/** VectorEmbedding's rule: 1..MAX_DIMENSION finite numbers. */
+const isVector = (v: unknown): v is ReadonlyArray<number> => {
+  if (!Array.isArray(v) || v.length === 0 || v.length > MAX_DIMENSION) return false
+  for (let i = 0; i < v.length; i++) {
+    const x: unknown = v[i]
+    if (typeof x !== "number" || !Number.isFinite(x)) return false
+  }
+  return true
+}
+
+const isPositiveIntAtMost = (u: unknown, max: number): u is number =>
+  typeof u === "number" && Number.isSafeInteger(u) && u > 0 && u <= max
+
+const isNonNegativeFinite = (u: unknown): u is number => typeof u === "number" && Number.isFinite(u) && u >= 0
+
+/** Fills `out[key]` from `u[wireKey]` when present (undefined stays, as `Schema.optional` keeps it); false when invalid. */
+const optionalBoolean = (u: Record<string, unknown>, wireKey: string, out: Record<string, unknown>, key: string): boolean => {
+  if (!(wireKey in u)) return true
+  const x = u[wireKey]
+  if (x !== undefined && typeof x !== "boolean") return false
+  out[key] = x
+  return true
+}
+
+/**
+ * What `new C(props, true)` makes of `props` for a Schema class with no
+ * defaults: an object of C's prototype with `props` as own properties in
+ * order (the constructor's copy and default merge cost more than the check).
+ */
+const instanceOf = <C>(klass: { readonly prototype: C }, props: object): C =>
+  Object.assign(Object.create(klass.prototype as object) as object, props) as C
+
+const WEIGHT_KEYS = ["vector", "graph", "importance", "recency"] as const
+
+const fastWeights = (u: unknown): ScoreWeights | undefined | false => {
+  if (u === undefined) return undefined
+  if (!isPlainObject(u)) return false
+  const props: Record<string, number | undefined> = {}
+  for (const key of WEIGHT_KEYS) {
+    if (!(key in u)) continue
+    const x = u[key]
+    if (x !== undefined && !isNonNegativeFinite(x)) return false
+    props[key] = x
+  }
+  return instanceOf(ScoreWeights, props)
+}
+
+/** The request when the fast path accepts `u`, else undefined (the schema decides). */
+const fastQueryRequest = (u: unknown): QueryRequest | undefined => {
+  if (!isPlainObject(u)) return undefined
+  if ("expand" in u || "filter" in u) return undefined
+  const vector = u.vector
+  if (!isVector(vector)) return undefined
+  const k = u.k
+  if (!isPositiveIntAtMost(k, MAX_K)) return undefined
+  const props: Record<string, unknown> = { vector, k }
+  if ("ef" in u) {
+    const ef = u.ef
+    if (ef !== undefined && !isPositiveIntAtMost(ef, 100_000)) return undefined
+    props.ef = ef
+  }
+  if ("weights" in u) {
+    const weights = fastWeights(u.weights)
+    if (weights === false) return undefined
+    props.weights = weights
+  }
+  if (
+    !optionalBoolean(u, "include_vectors", props, "includeVectors") ||
+    !optionalBoolean(u, "include_entities", props, "includeEntities") ||
+    !optionalBoolean(u, "explain", props, "explain")
+  ) {
+    return undefined
+  }
+  return instanceOf(QueryRequest, props)
+}
+
+const decodeQueryRequestSlow = Schema.decodeUnknownSync(QueryRequest)
+const decodeQueryRequestEitherSlow = Schema.decodeUnknownEither(QueryRequest)
+
+/**
+ * `Schema.decodeUnknownSync(QueryRequest)`, same result and same errors
+ * (throws the schema's ParseError), about ten times faster for a plain kNN
+ * request. Use it where a request arrives in its wire (JSON) form.
+ */
+export const decodeQueryRequest = (u: unknown): QueryRequest => fastQueryRequest(u) ?? decodeQueryRequestSlow(u)
+
+/** `Schema.decodeUnknownEither(QueryRequest)`, with the fast path of `decodeQueryRequest`. */
+export const decodeQueryRequestEither = (u: unknown): Either.Either<QueryRequest, ParseResult.ParseError> => {
+  const fast = fastQueryRequest(u)
+  return fast === undefined ? decodeQueryRequestEitherSlow(u) : Either.right(fast)
+}
