@@ -4,7 +4,8 @@
  * (new keys are appended unsorted and folded in on the next range scan, into
  * a fresh array so scans already running keep their snapshot). That keeps the
  * write path at a hash insert; a skip list was not needed (see the bench note
- * in Memtable.test.ts).
+ * in Memtable.test.ts). Rows are held encoded (see `Slot`) and decoded on
+ * read.
  *
  * The `Memtable` service holds the active RowMap and the frozen ones waiting
  * to be flushed (newest first). A frozen RowMap never changes again, so a
@@ -22,8 +23,8 @@ import * as RowCodec from "./RowCodec.js"
 // ---------------------------------------------------------------------------
 // Pure sorted row map
 
-/** Per-key overhead counted on top of the row estimate (Map entry + key string). */
-const KEY_OVERHEAD = 64
+/** Per-key overhead counted on top of the encoded row (Map entry, slot, key string, byte view). */
+const KEY_OVERHEAD = 160
 
 /** Index of the first key ≥ `key` in a sorted array. */
 export const lowerBound = (keys: ReadonlyArray<Row.Key>, key: Row.Key): number => {
@@ -37,9 +38,36 @@ export const lowerBound = (keys: ReadonlyArray<Row.Key>, key: Row.Key): number =
   return lo
 }
 
+/**
+ * One key's row as the memtable holds it: its encoding (for a fresh key the
+ * very bytes of the WAL payload, whose seq field may still be 0), the seq,
+ * and the stats a flush needs. Encoded rows are one small object and a view
+ * into a shared slab instead of a graph of maps and cells, which is what
+ * kept the garbage collector busy on the write path; a read decodes.
+ */
+class Slot implements RowCodec.RowStats {
+  constructor(
+    readonly bytes: Uint8Array,
+    readonly seq: number,
+    readonly tombstones: number,
+    readonly minWall: number,
+    readonly minNode: number,
+    readonly maxWall: number,
+    readonly maxNode: number,
+  ) {}
+
+  static of(bytes: Uint8Array, seq: number, stats: RowCodec.RowStats): Slot {
+    return new Slot(bytes, seq, stats.tombstones, stats.minWall, stats.minNode, stats.maxWall, stats.maxNode)
+  }
+
+  row(): Row.Row {
+    const row = RowCodec.decodeRow(this.bytes)
+    return row.seq === this.seq ? row : { deletedAt: row.deletedAt, cells: row.cells, seq: this.seq }
+  }
+}
+
 export class RowMap {
-  private readonly rows = new Map<Row.Key, Row.Row>()
-  private readonly sizes = new Map<Row.Key, number>()
+  private readonly slots = new Map<Row.Key, Slot>()
   private sorted: ReadonlyArray<Row.Key> = []
   private pending: Array<Row.Key> = []
   private isFrozen = false
@@ -48,13 +76,13 @@ export class RowMap {
 
   constructor(readonly id: number) {}
 
-  /** Estimated bytes held (rows + keys). */
+  /** Estimated bytes held (encoded rows + per-key overhead). */
   get bytes(): number {
     return this.byteCount
   }
 
   get rowCount(): number {
-    return this.rows.size
+    return this.slots.size
   }
 
   /** Newest commit sequence number applied. */
@@ -68,23 +96,39 @@ export class RowMap {
 
   /** Merges a row change into the map. A frozen map refuses writes: that would be a bug. */
   apply(key: Row.Key, row: Row.Row): void {
+    this.applyEncoded(key, RowCodec.encodeRow(row), row)
+  }
+
+  /**
+   * Merges a row change given both ways: `bytes` is `row`'s encoding (its seq
+   * field may differ; `row.seq` counts). A fresh key keeps the bytes as they
+   * are (the write path passes a view into its WAL payload); an existing key
+   * is merged and re-encoded.
+   */
+  applyEncoded(key: Row.Key, bytes: Uint8Array, row: Row.Row): void {
     if (this.isFrozen) throw new Error(`memtable ${this.id} is frozen`)
-    const existing = this.rows.get(key)
-    const merged = existing === undefined ? row : Row.merge(existing, row)
-    const size = RowCodec.estimateSize(merged)
+    const existing = this.slots.get(key)
+    let slot: Slot
     if (existing === undefined) {
+      slot = Slot.of(bytes, row.seq, RowCodec.rowStats(row))
       this.pending.push(key)
-      this.byteCount += size + KEY_OVERHEAD + key.length * 2
+      this.byteCount += bytes.length + KEY_OVERHEAD + key.length
     } else {
-      this.byteCount += size - (this.sizes.get(key) ?? 0)
+      const merged = Row.merge(existing.row(), row)
+      slot = Slot.of(RowCodec.encodeRow(merged), merged.seq, RowCodec.rowStats(merged))
+      this.byteCount += slot.bytes.length - existing.bytes.length
     }
-    this.rows.set(key, merged)
-    this.sizes.set(key, size)
+    this.slots.set(key, slot)
     if (row.seq > this.seqMax) this.seqMax = row.seq
   }
 
   get(key: Row.Key): Row.Row | undefined {
-    return this.rows.get(key)
+    return this.slots.get(key)?.row()
+  }
+
+  /** True when the key has a row here (no decoding). */
+  has(key: Row.Key): boolean {
+    return this.slots.has(key)
   }
 
   /** No more writes; sorts the keys once so every later scan is a plain walk. */
@@ -121,11 +165,28 @@ export class RowMap {
     return this.walk(this.sortedKeys(), start, end)
   }
 
+  /** Every row in key order in its encoded form (a flush copies the bytes instead of re-encoding). */
+  *encodedEntries(): IterableIterator<RowCodec.EncodedRow> {
+    for (const key of this.sortedKeys()) {
+      const s = this.slots.get(key) as Slot
+      yield {
+        key,
+        bytes: s.bytes,
+        seq: s.seq,
+        tombstones: s.tombstones,
+        minWall: s.minWall,
+        minNode: s.minNode,
+        maxWall: s.maxWall,
+        maxNode: s.maxNode,
+      }
+    }
+  }
+
   private *walk(keys: ReadonlyArray<Row.Key>, start?: Row.Key, end?: Row.Key): IterableIterator<Row.KeyedRow> {
     for (let i = start === undefined ? 0 : lowerBound(keys, start); i < keys.length; i++) {
       const key = keys[i] as Row.Key
       if (end !== undefined && key >= end) return
-      yield { key, row: this.rows.get(key) as Row.Row }
+      yield { key, row: (this.slots.get(key) as Slot).row() }
     }
   }
 }
@@ -171,6 +232,8 @@ export interface MemtableView {
   readonly maxSeq: number
   readonly get: (key: Row.Key) => Row.Row | undefined
   readonly entries: (start?: Row.Key, end?: Row.Key) => IterableIterator<Row.KeyedRow>
+  /** Every row in key order, encoded (for the flush). */
+  readonly encodedEntries: () => IterableIterator<RowCodec.EncodedRow>
 }
 
 export interface MemtableShape {
@@ -200,6 +263,8 @@ export interface MemtableShape {
    * (an Effect step per write costs more than the work itself).
    */
   readonly applyUnsafe: (rows: ReadonlyArray<Row.KeyedRow>) => void
+  /** One row given both as `bytes` (its encoding, seq field aside) and as `row` (see RowMap.applyEncoded). */
+  readonly applyEncodedUnsafe: (key: Row.Key, bytes: Uint8Array, row: Row.Row) => void
   readonly getUnsafe: (key: Row.Key) => Row.Row | undefined
   readonly activeBytesUnsafe: () => number
   readonly freezeActiveUnsafe: () => MemtableView | undefined
@@ -220,6 +285,7 @@ const view = (map: RowMap): MemtableView => ({
   },
   get: (key) => map.get(key),
   entries: (start, end) => map.entries(start, end),
+  encodedEntries: () => map.encodedEntries(),
 })
 
 export const make: Effect.Effect<MemtableShape> = Effect.sync(() => {
@@ -242,6 +308,11 @@ export const make: Effect.Effect<MemtableShape> = Effect.sync(() => {
     Metrics.memtableBytes.unsafeUpdate(active.bytes, [])
   }
 
+  const applyEncodedUnsafe = (key: Row.Key, bytes: Uint8Array, row: Row.Row): void => {
+    active.applyEncoded(key, bytes, row)
+    Metrics.memtableBytes.unsafeUpdate(active.bytes, [])
+  }
+
   const freezeActiveUnsafe = (): MemtableView | undefined => {
     if (active.rowCount === 0) return undefined
     const old = active
@@ -258,6 +329,7 @@ export const make: Effect.Effect<MemtableShape> = Effect.sync(() => {
   return {
     apply: (rows) => Effect.sync(() => applyUnsafe(rows)),
     applyUnsafe,
+    applyEncodedUnsafe,
     getUnsafe: getMerged,
     activeBytesUnsafe: () => active.bytes,
     get: (key) => Effect.sync(() => getMerged(key)),

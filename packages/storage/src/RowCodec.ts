@@ -5,8 +5,9 @@
  * so one row has exactly one encoding (the merge tiebreak compares encodings).
  */
 import { endianness } from "node:os"
+import { Hlc } from "@allidb/core"
 import { Packr } from "msgpackr"
-import type { Cell, CellName, CellValue, Row } from "./Row.js"
+import type { Cell, CellName, CellValue, Key, Row } from "./Row.js"
 
 /** Version byte at the start of every encoded row. */
 export const ROW_FORMAT_VERSION = 1
@@ -31,8 +32,8 @@ export class Writer {
   private buf: Buffer
   private pos = 0
 
-  constructor(initial = 256) {
-    this.buf = Buffer.allocUnsafe(initial)
+  constructor(initial: number | Buffer = 256) {
+    this.buf = typeof initial === "number" ? Buffer.allocUnsafe(initial) : initial
   }
 
   get length(): number {
@@ -386,6 +387,98 @@ export const writeRow = (w: Writer, row: Row): void => {
     w.u64(cell.ts.wall).u32(cell.ts.node)
     if (cell.value !== undefined) writeValue(w, cell.value)
   }
+}
+
+/**
+ * Appends an encoded row, length-prefixed (as `Writer.bytes` would), with its
+ * seq field replaced by `seq`: rows in a WAL payload are encoded before the
+ * WAL assigns their seq, and a flush copies the memtable's bytes with the real
+ * one instead of re-encoding the row.
+ */
+export const writeRowWithSeq = (w: Writer, bytes: Uint8Array, seq: number): void => {
+  if (bytes[0] !== ROW_FORMAT_VERSION) throw new DecodeError(`unknown row format version ${bytes[0]}`, 0)
+  let rest = 1
+  while (rest < bytes.length && (bytes[rest] as number) & 0x80) rest++
+  rest++
+  w.varint(1 + varintLength(seq) + bytes.length - rest)
+    .u8(ROW_FORMAT_VERSION)
+    .varint(seq)
+    .raw(bytes.subarray(rest))
+}
+
+const varintLength = (v: number): number => {
+  let n = 1
+  while (v >= 0x80) {
+    v = Math.floor(v / 0x80)
+    n++
+  }
+  return n
+}
+
+/**
+ * What a table's properties need from a row (FORMAT.md "Properties"),
+ * computed once when the row enters the memtable so a flush can copy its
+ * bytes without decoding it again. `minWall` is -1 for a row without any
+ * timestamp (no tombstone and no cells).
+ */
+export interface RowStats {
+  readonly tombstones: number
+  readonly minWall: number
+  readonly minNode: number
+  readonly maxWall: number
+  readonly maxNode: number
+}
+
+/** A row in its encoded form, with its seq and stats (a memtable flush feeds these to the table builder). */
+export interface EncodedRow extends RowStats {
+  readonly key: Key
+  readonly bytes: Uint8Array
+  readonly seq: number
+}
+
+export const rowStats = (row: Row): RowStats => {
+  let tombstones = row.deletedAt === undefined ? 0 : 1
+  let min = row.deletedAt
+  let max = row.deletedAt
+  for (const cell of row.cells.values()) {
+    if (cell.value === undefined) tombstones++
+    if (min === undefined || Hlc.compare(cell.ts, min) < 0) min = cell.ts
+    if (max === undefined || Hlc.compare(cell.ts, max) > 0) max = cell.ts
+  }
+  return min === undefined || max === undefined
+    ? { tombstones, minWall: -1, minNode: 0, maxWall: -1, maxNode: 0 }
+    : { tombstones, minWall: min.wall, minNode: min.node, maxWall: max.wall, maxNode: max.node }
+}
+
+// ---------------------------------------------------------------------------
+// Slab allocation
+
+/** Bytes per slab (1 MiB). */
+const SLAB_BYTES = 1024 * 1024
+let slab = Buffer.allocUnsafeSlow(SLAB_BYTES)
+let slabUsed = 0
+
+/**
+ * `n` bytes carved from a shared 1 MiB slab. Every ArrayBuffer costs the
+ * garbage collector (an external backing store it tracks and sweeps one by
+ * one); WAL payloads stay referenced by the memtable until its flush, so one
+ * buffer each (or one per 8 KiB pool chunk) added up. Give the unused tail
+ * back with `trimSlab`. Large requests get their own buffer.
+ */
+export const allocSlab = (n: number): Buffer => {
+  if (n > SLAB_BYTES / 16) return Buffer.allocUnsafe(n)
+  if (slabUsed + n > SLAB_BYTES) {
+    slab = Buffer.allocUnsafeSlow(SLAB_BYTES)
+    slabUsed = 0
+  }
+  const out = slab.subarray(slabUsed, slabUsed + n)
+  slabUsed += n
+  return out
+}
+
+/** Returns the tail of the latest `allocSlab` buffer beyond `used` bytes to the slab. */
+export const trimSlab = (buf: Uint8Array, used: number): void => {
+  if (buf.buffer === slab.buffer && buf.byteOffset + buf.length === slabUsed) slabUsed = buf.byteOffset + used
 }
 
 export const encodeRow = (row: Row): Uint8Array => {

@@ -294,12 +294,41 @@ export class TableBuilder {
   }
 
   add(key: Row.Key, row: Row.Row): void {
-    if (this.lastKey !== undefined && key <= this.lastKey) {
-      throw new Error(`TableBuilder: key ${JSON.stringify(key)} not after ${JSON.stringify(this.lastKey)}`)
-    }
+    this.checkOrder(key)
     this.rowScratch.reset()
     RowCodec.writeRow(this.rowScratch, row)
     this.block.latin1(key).bytes(this.rowScratch.view())
+    const range = Row.timestampRange(row)
+    this.account(key, row.seq, Row.tombstoneCount(row), range?.min, range?.max)
+  }
+
+  /** `add` for a row already encoded (a memtable flush): its bytes are copied with the seq put in. */
+  addEncoded(row: RowCodec.EncodedRow): void {
+    this.checkOrder(row.key)
+    RowCodec.writeRowWithSeq(this.block.latin1(row.key), row.bytes, row.seq)
+    const hasTs = row.minWall >= 0
+    this.account(
+      row.key,
+      row.seq,
+      row.tombstones,
+      hasTs ? { wall: row.minWall, node: row.minNode } : undefined,
+      hasTs ? { wall: row.maxWall, node: row.maxNode } : undefined,
+    )
+  }
+
+  private checkOrder(key: Row.Key): void {
+    if (this.lastKey !== undefined && key <= this.lastKey) {
+      throw new Error(`TableBuilder: key ${JSON.stringify(key)} not after ${JSON.stringify(this.lastKey)}`)
+    }
+  }
+
+  private account(
+    key: Row.Key,
+    seq: number,
+    tombstones: number,
+    minTs: Hlc.Timestamp | undefined,
+    maxTs: Hlc.Timestamp | undefined,
+  ): void {
     if (this.blockFirst === undefined) this.blockFirst = key
     this.lastKey = key
     this.minKey ??= key
@@ -309,14 +338,11 @@ export class TableBuilder {
       this.hashes = grown
     }
     this.hashes[this.rowCount++] = Bloom.hashKey(key)
-    this.tombstones += Row.tombstoneCount(row)
-    if (row.seq < this.minSeq) this.minSeq = row.seq
-    if (row.seq > this.maxSeq) this.maxSeq = row.seq
-    const range = Row.timestampRange(row)
-    if (range !== undefined) {
-      if (this.minTs === undefined || Hlc.compare(range.min, this.minTs) < 0) this.minTs = range.min
-      if (this.maxTs === undefined || Hlc.compare(range.max, this.maxTs) > 0) this.maxTs = range.max
-    }
+    this.tombstones += tombstones
+    if (seq < this.minSeq) this.minSeq = seq
+    if (seq > this.maxSeq) this.maxSeq = seq
+    if (minTs !== undefined && (this.minTs === undefined || Hlc.compare(minTs, this.minTs) < 0)) this.minTs = minTs
+    if (maxTs !== undefined && (this.maxTs === undefined || Hlc.compare(maxTs, this.maxTs) > 0)) this.maxTs = maxTs
     const sep = key.indexOf("\u0000")
     const prefix = key.slice(0, sep)
     if (prefix !== this.lastTenantPrefix || this.tenants.length === 0) {

@@ -50,7 +50,7 @@ export interface SSTableStoreShape {
    * moves. Flush memtables oldest first.
    */
   readonly flush: (
-    rows: Iterable<Row.KeyedRow>,
+    rows: Iterable<Row.KeyedRow> | Writer.EncodedRows,
     maxSeq: number,
   ) => Effect.Effect<TableInfo | undefined, StorageFailure | Corruption>
   /** The key's row merged across all live tables (bloom → index → block). */
@@ -266,7 +266,7 @@ export const make: Effect.Effect<SSTableStoreShape, StorageFailure | Corruption,
 
     /** Writes rows into a new, not yet live table; its handle is closed and its file removed if what follows fails. */
     const writeNew = <E>(
-      rows: Reader.Cursor<E> | Iterable<Row.KeyedRow>,
+      rows: Writer.Source<E>,
       onBytes: ((bytes: number) => Effect.Effect<void>) | undefined,
     ): Effect.Effect<Handle | undefined, E | StorageFailure | Corruption> =>
       Effect.gen(function* () {

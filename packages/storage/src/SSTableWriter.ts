@@ -11,6 +11,7 @@ import * as Exit from "effect/Exit"
 import type { DiskShape } from "./Disk.js"
 import * as Format from "./SSTableFormat.js"
 import type * as Row from "./Row.js"
+import type * as RowCodec from "./RowCodec.js"
 import type { Cursor } from "./SSTableReader.js"
 
 /** Bytes gathered before one append: few syscalls without holding a whole table in memory. */
@@ -30,8 +31,20 @@ export interface Written {
   readonly fileBytes: number
 }
 
-const isIterable = <E>(rows: Cursor<E> | Iterable<Row.KeyedRow>): rows is Iterable<Row.KeyedRow> =>
-  Symbol.iterator in rows
+/** Rows already encoded (a memtable flush), in key order. */
+export interface EncodedRows {
+  readonly _tag: "EncodedRows"
+  readonly rows: Iterable<RowCodec.EncodedRow>
+}
+
+export const encodedRows = (rows: Iterable<RowCodec.EncodedRow>): EncodedRows => ({ _tag: "EncodedRows", rows })
+
+/** What a table is written from: a cursor (compaction, import), rows in memory, or encoded rows. */
+export type Source<E> = Cursor<E> | Iterable<Row.KeyedRow> | EncodedRows
+
+const isEncoded = <E>(rows: Source<E>): rows is EncodedRows => "_tag" in rows && rows._tag === "EncodedRows"
+
+const isIterable = <E>(rows: Source<E>): rows is Iterable<Row.KeyedRow> => Symbol.iterator in rows
 
 /** Adds rows until a chunk is ready or the rows end; true at the end. */
 const fillChunk = (it: Iterator<Row.KeyedRow>, builder: Format.TableBuilder): boolean => {
@@ -39,6 +52,15 @@ const fillChunk = (it: Iterator<Row.KeyedRow>, builder: Format.TableBuilder): bo
     const r = it.next()
     if (r.done) return true
     builder.add(r.value.key, r.value.row)
+    if (builder.pendingBytes >= WRITE_CHUNK_BYTES) return false
+  }
+}
+
+const fillChunkEncoded = (it: Iterator<RowCodec.EncodedRow>, builder: Format.TableBuilder): boolean => {
+  for (;;) {
+    const r = it.next()
+    if (r.done) return true
+    builder.addEncoded(r.value)
     if (builder.pendingBytes >= WRITE_CHUNK_BYTES) return false
   }
 }
@@ -54,7 +76,7 @@ export const write = <E = never>(
   disk: DiskShape,
   dir: string,
   name: string,
-  rows: Cursor<E> | Iterable<Row.KeyedRow>,
+  rows: Source<E>,
   options: WriteOptions,
 ): Effect.Effect<Written | undefined, E | StorageFailure> => {
   const finalPath = joinPath(dir, name)
@@ -69,9 +91,16 @@ export const write = <E = never>(
         const append = file.append(bytes)
         return options.onBytes === undefined ? append : Effect.zipRight(append, options.onBytes(bytes.length))
       })
-      if (isIterable(rows)) {
+      if (isEncoded(rows)) {
         // A memtable flush: rows are in memory, so fill a whole chunk synchronously
         // between appends instead of paying an effect step per row.
+        const it = rows.rows[Symbol.iterator]()
+        let done = false
+        while (!done) {
+          done = fillChunkEncoded(it, builder)
+          yield* flushPending
+        }
+      } else if (isIterable(rows)) {
         const it = rows[Symbol.iterator]()
         let done = false
         while (!done) {

@@ -47,6 +47,7 @@ import * as Row from "./Row.js"
 import * as RowCodec from "./RowCodec.js"
 import * as SSTableReader from "./SSTableReader.js"
 import * as SSTableStore from "./SSTableStore.js"
+import * as SSTableWriter from "./SSTableWriter.js"
 import * as StorageConfig from "./StorageConfig.js"
 import * as TenantGuard from "./TenantGuard.js"
 import * as Wal from "./Wal.js"
@@ -165,18 +166,29 @@ export interface Engine extends StorageEngineShape {
 export const WAL_PAYLOAD_VERSION = 1
 
 /** One write's rows as a WAL payload; the seq is not in it (the WAL record tags each payload with it). */
-export const encodeWalPayload = (rows: ReadonlyArray<Row.KeyedRow>): Uint8Array => {
+export const encodeWalPayload = (rows: ReadonlyArray<Row.KeyedRow>): Uint8Array => encodeWalPayloadSpans(rows, [])
+
+/**
+ * `encodeWalPayload`, also pushing to `spans` where each row's encoding
+ * starts and ends in the payload: the memtable keeps those views instead of
+ * the row objects. The payload is carved from a shared slab.
+ */
+const encodeWalPayloadSpans = (rows: ReadonlyArray<Row.KeyedRow>, spans: Array<number>): Uint8Array => {
   let estimate = 16
   for (const { key, row } of rows) estimate += key.length + RowCodec.estimateSize(row)
-  // Sized from the rows' estimate so the buffer does not grow (and copy) while encoding.
-  const w = new RowCodec.Writer(estimate)
+  // Sized from the rows' estimate so the buffer rarely grows (and copies) while encoding.
+  const buf = RowCodec.allocSlab(estimate)
+  const w = new RowCodec.Writer(buf)
   w.u8(WAL_PAYLOAD_VERSION).varint(rows.length)
   for (const { key, row } of rows) {
     w.latin1(key)
+    const start = w.length
     RowCodec.writeRow(w, row)
+    spans.push(start, w.length)
   }
-  // A fresh writer per payload, so the view can be handed to the WAL without a copy.
-  return w.view()
+  const view = w.view()
+  RowCodec.trimSlab(buf, view.buffer === buf.buffer ? view.length : 0)
+  return view
 }
 
 /** Decodes a WAL payload; every row gets the payload's seq. Throws RowCodec.DecodeError when malformed. */
@@ -330,7 +342,7 @@ export const make: Effect.Effect<
     const next = frozenQueue[0]
     if (next === undefined) return
     const started = yield* Effect.clockWith((c) => c.currentTimeMillis)
-    yield* store.flush(next.view.entries(), next.flushedSeq)
+    yield* store.flush(SSTableWriter.encodedRows(next.view.encodedEntries()), next.flushedSeq)
     yield* memtable.releaseFrozen(next.view.id)
     frozenQueue.shift()
     yield* Metric.increment(Metrics.flushes)
@@ -553,13 +565,18 @@ export const make: Effect.Effect<
   ): Effect.Effect<{ readonly seq: number }, StorageFailure> =>
     Effect.async<{ readonly seq: number }, StorageFailure>((resume) => {
       let seq = 0
-      const result = wal.submit(encodeWalPayload(rows), sync, (error) => {
+      const spans: Array<number> = []
+      const payload = encodeWalPayloadSpans(rows, spans)
+      const result = wal.submit(payload, sync, (error) => {
         submitted--
         try {
           if (error !== undefined) return resume(Effect.fail(error))
-          // The rows were built by this write and are not shared yet: stamp them in place.
-          for (const { row } of rows) (row as { seq: number }).seq = seq
-          memtable.applyUnsafe(rows)
+          for (let i = 0; i < rows.length; i++) {
+            const { key, row } = rows[i]!
+            // The rows were built by this write and are not shared yet: stamp them in place.
+            ;(row as { seq: number }).seq = seq
+            memtable.applyEncodedUnsafe(key, payload.subarray(spans[2 * i], spans[2 * i + 1]), row)
+          }
           const ids = mutations.length === 1 ? [mutationId(mutations[0]!)] : [...new Set(mutations.map(mutationId))]
           markApplied({ seq, tenant: caller, ids })
           if (memtable.activeBytesUnsafe() >= config.memtableBytes) freezeActiveUnsafe()
