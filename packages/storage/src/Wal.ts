@@ -284,17 +284,35 @@ export const make: Effect.Effect<WalShape, StorageFailure | Corruption, Disk.Dis
       })
 
     // --- group commit --------------------------------------------------------
+    //
+    // Two fibers. The writer takes queued appends as one batch, writes it as
+    // one record and hands it to the syncer; the syncer fdatasyncs and then
+    // completes every batch written before that sync, in seq order. So a
+    // batch is written while the previous one is still in fdatasync: the
+    // device works while the CPU prepares the next writes. When nothing is in
+    // fdatasync, the writer sends half of a large queue ahead, so the two
+    // halves take turns between the CPU and the device instead of the whole
+    // group waiting for one fdatasync at a time.
     let queue: Array<Pending> = []
     let wake: (() => void) | undefined
     let writing = false
     let closing = false
     let failed: StorageFailure | undefined
     let idleWaiters: Array<() => void> = []
+    /** Written batches waiting for the syncer, oldest first. */
+    let unsynced: Array<{ readonly batch: ReadonlyArray<Pending>; readonly sync: boolean }> = []
+    let syncing = false
+    let wakeSyncer: (() => void) | undefined
+    let syncerIdleWaiters: Array<() => void> = []
+
+    /** Appends worth splitting: below this a half-batch saves less than an fdatasync costs. */
+    const SPLIT_MIN = 16
 
     const takeBatch = (): Array<Pending> => {
+      const limit = !syncing && unsynced.length === 0 && queue.length >= SPLIT_MIN ? queue.length >> 1 : queue.length
       let bytes = 0
       let n = 0
-      while (n < queue.length && (n === 0 || bytes + queue[n]!.payload.length <= MAX_BATCH_BYTES)) {
+      while (n < limit && (n === 0 || bytes + queue[n]!.payload.length <= MAX_BATCH_BYTES)) {
         bytes += queue[n]!.payload.length
         n++
       }
@@ -306,39 +324,62 @@ export const make: Effect.Effect<WalShape, StorageFailure | Corruption, Disk.Dis
       return queue.splice(0, n)
     }
 
+    /** Waits until every written batch is synced and completed (before a rotation, and when idle). */
+    const syncerIdle = Effect.async<void>((resume) => {
+      if (unsynced.length === 0 && !syncing) return resume(Effect.void)
+      syncerIdleWaiters.push(() => resume(Effect.void))
+    })
+
     const writeBatch = (batch: ReadonlyArray<Pending>) =>
       Effect.gen(function* () {
         const first = batch[0]!.seq
-        if (active === undefined || active.size >= config.walSegmentBytes) yield* rotate(first)
+        if (active === undefined || active.size >= config.walSegmentBytes) {
+          // Everything in the old segment is synced before it is closed.
+          yield* syncerIdle
+          if (failed !== undefined) return yield* Effect.fail(failed)
+          yield* rotate(first)
+        }
         const current = active!
         let payloadBytes = 0
-        let mustSync = config.syncMode === "always"
-        for (const p of batch) {
-          payloadBytes += p.payload.length
-          if (p.sync) mustSync = true
-        }
+        for (const p of batch) payloadBytes += p.payload.length
         const record = new Uint8Array(WalFormat.recordSize(payloadBytes, batch.length))
         WalFormat.writeRecord(record, 0, batch)
         yield* current.file.append(record)
         current.size += record.length
         current.segment.lastSeq = batch[batch.length - 1]!.seq
-        if (mustSync) {
-          const start = yield* Clock.currentTimeNanos
-          yield* current.file.sync
-          const end = yield* Clock.currentTimeNanos
-          yield* Metric.update(Metrics.walFsyncSeconds, Number(end - start) / 1e9)
-        }
         yield* Metric.incrementBy(Metrics.walBytes, record.length)
         yield* Metric.incrementBy(Metrics.walRecords, batch.length)
         yield* Metric.update(Metrics.walGroupCommitSize, batch.length)
       })
 
     const failAll = (error: StorageFailure, batch: ReadonlyArray<Pending>) => {
+      const waiting = unsynced
+      unsynced = []
       const rest = queue
       queue = []
+      for (const w of waiting) for (const p of w.batch) p.done(error)
       for (const p of batch) p.done(error)
       for (const p of rest) p.done(error)
     }
+
+    const fail = (cause: Cause.Cause<StorageFailure>, batch: ReadonlyArray<Pending>) =>
+      Effect.suspend(() => {
+        // After a failed write or fdatasync the file's state is unknown
+        // (the kernel may have dropped the dirty pages): refuse every later
+        // append rather than acknowledge on top of a hole.
+        const first = failed === undefined
+        const error: StorageFailure =
+          failed ??
+          Option.getOrElse(
+            Cause.failureOption(cause),
+            () => new StorageFailure({ operation: "wal.append", message: Cause.pretty(cause) }),
+          )
+        failed = error
+        failAll(error, batch)
+        return first
+          ? Effect.logError(`WAL: write failed, refusing further writes until restart: ${error.message}`)
+          : Effect.void
+      })
 
     const waitForWork = Effect.async<void>((resume) => {
       if (queue.length > 0) return resume(Effect.void)
@@ -349,7 +390,7 @@ export const make: Effect.Effect<WalShape, StorageFailure | Corruption, Disk.Dis
       while (true) {
         if (queue.length === 0) {
           writing = false
-          if (idleWaiters.length > 0) {
+          if (idleWaiters.length > 0 && unsynced.length === 0 && !syncing) {
             const waiters = idleWaiters
             idleWaiters = []
             for (const w of waiters) w()
@@ -361,25 +402,72 @@ export const make: Effect.Effect<WalShape, StorageFailure | Corruption, Disk.Dis
         }
         writing = true
         const batch = takeBatch()
+        if (failed !== undefined) {
+          failAll(failed, batch)
+          continue
+        }
         const exit = yield* Effect.exit(writeBatch(batch))
-        if (Exit.isSuccess(exit)) {
-          // In seq order: the engine applies and publishes commits from here.
-          for (const p of batch) p.done(undefined)
-        } else {
-          // After a failed write or fdatasync the file's state is unknown
-          // (the kernel may have dropped the dirty pages): refuse every later
-          // append rather than acknowledge on top of a hole.
-          const error = Option.getOrElse(
-            Cause.failureOption(exit.cause),
-            () => new StorageFailure({ operation: "wal.append", message: Cause.pretty(exit.cause) }),
-          )
-          failed = error
-          yield* Effect.logError(`WAL: write failed, refusing further writes until restart: ${error.message}`)
-          failAll(error, batch)
+        if (Exit.isFailure(exit)) {
+          yield* fail(exit.cause, batch)
+          continue
+        }
+        let sync = config.syncMode === "always"
+        for (const p of batch) if (p.sync) sync = true
+        unsynced.push({ batch, sync })
+        if (wakeSyncer !== undefined) {
+          const w = wakeSyncer
+          wakeSyncer = undefined
+          w()
+          // A split batch: let the syncer start on this half before the
+          // next half is written, so the next half gets its own fdatasync.
+          if (queue.length > 0) yield* Effect.yieldNow()
         }
       }
     })
+
+    const waitForWritten = Effect.async<void>((resume) => {
+      if (unsynced.length > 0) return resume(Effect.void)
+      wakeSyncer = () => resume(Effect.void)
+    })
+
+    const syncer = Effect.gen(function* () {
+      while (true) {
+        if (unsynced.length === 0) {
+          syncing = false
+          if (syncerIdleWaiters.length > 0) {
+            const waiters = syncerIdleWaiters
+            syncerIdleWaiters = []
+            for (const w of waiters) w()
+          }
+          if (!writing && queue.length === 0 && idleWaiters.length > 0) {
+            const waiters = idleWaiters
+            idleWaiters = []
+            for (const w of waiters) w()
+          }
+          yield* waitForWritten
+        }
+        syncing = true
+        const group = unsynced
+        unsynced = []
+        // Batches of one segment: a rotation waits for this fiber to be idle first.
+        if (group.some((g) => g.sync) && active !== undefined) {
+          const start = yield* Clock.currentTimeNanos
+          const exit = yield* Effect.exit(active.file.sync)
+          if (Exit.isFailure(exit)) {
+            unsynced = [...group, ...unsynced]
+            yield* fail(exit.cause, [])
+            continue
+          }
+          const end = yield* Clock.currentTimeNanos
+          yield* Metric.update(Metrics.walFsyncSeconds, Number(end - start) / 1e9)
+        }
+        // Durable even if a later batch failed meanwhile (that one was refused already).
+        // In seq order: the engine applies and publishes commits from here.
+        for (const g of group) for (const p of g.batch) p.done(undefined)
+      }
+    })
     yield* Effect.forkScoped(writer)
+    yield* Effect.forkScoped(syncer)
 
     const closedError = () =>
       new StorageFailure({ operation: "wal.append", message: "the WAL is closed (the node is stopping)" })
@@ -408,7 +496,7 @@ export const make: Effect.Effect<WalShape, StorageFailure | Corruption, Disk.Dis
       })
 
     const waitIdle = Effect.async<void>((resume) => {
-      if (queue.length === 0 && !writing) return resume(Effect.void)
+      if (queue.length === 0 && !writing && unsynced.length === 0 && !syncing) return resume(Effect.void)
       idleWaiters.push(() => resume(Effect.void))
     })
 
