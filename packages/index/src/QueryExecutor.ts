@@ -35,7 +35,7 @@ import * as Filter from "./Filter.js"
 import * as Graph from "./Graph.js"
 import * as Metrics from "./Metrics.js"
 import * as Scorer from "./Scorer.js"
-import type { Hit, TenantIndex } from "./TenantIndex.js"
+import type { LabelHits, TenantIndex } from "./TenantIndex.js"
 import { Tenants } from "./UnifiedIndex.js"
 
 export type QueryError =
@@ -75,12 +75,15 @@ const EXPANSION_BUDGET = 2048
 /** Default number of traversal results when the request names no limit. */
 export const DEFAULT_TRAVERSE_LIMIT = 100
 
-interface Candidate extends Scorer.Ranked {
+/** A scored entity: its score components inline (one object per candidate, the hot path makes ten a query). */
+interface Candidate extends Scorer.Ranked, Scorer.Components {
   readonly id: EntityId
-  readonly components: Scorer.Components
   readonly origin: string
   readonly path: ReadonlyArray<Graph.Step>
 }
+
+/** The path of a direct ANN hit, shared. */
+const NO_PATH: ReadonlyArray<Graph.Step> = []
 
 const stageMetrics = {
   ann: Metrics.stageSeconds("ann"),
@@ -206,21 +209,25 @@ export const make: Effect.Effect<QueryExecutorShape, never, Tenants | StorageEng
         )
       })
 
-    /** ANN, with the filter applied during the search or, when it matches few vectors, by an exact scan. Synchronous. */
+    /**
+     * ANN, with the filter applied during the search or, when it matches few
+     * vectors, by an exact scan. Synchronous; returns labels, valid until the
+     * next yield. Records the filter and ann stages; returns when the ANN ended.
+     */
     const nearest = (
       index: TenantIndex,
       request: QueryRequest,
       filter: Filter.CompiledFilter | undefined,
       n: number,
+      started: number,
       timings: Record<string, number> | undefined,
-    ): ReadonlyArray<Hit> => {
+    ): { readonly hits: LabelHits; readonly ended: number } => {
       const ef = Math.max(request.ef ?? config.efSearch, n)
-      let started = performance.now()
       if (filter === undefined) {
-        const hits = index.searchKnn(request.vector, n, ef)
+        const hits = index.searchLabels(request.vector, n, ef)
         const ended = recordStage("ann", started)
         if (timings !== undefined) timings["ann.ms"] = ended - started
-        return hits
+        return { hits, ended }
       }
       const selective = index.selectiveLabels(filter, config.exactScanThreshold)
       const afterFilter = recordStage("filter", started)
@@ -228,14 +235,13 @@ export const make: Effect.Effect<QueryExecutorShape, never, Tenants | StorageEng
         timings["filter.ms"] = afterFilter - started
         timings.exact = selective === undefined ? 0 : 1
       }
-      started = afterFilter
       const hits =
         selective !== undefined
-          ? index.exactScan(request.vector, selective, n)
-          : index.searchKnn(request.vector, n, ef, (label) => index.matchesLabel(filter, label))
-      const ended = recordStage("ann", started)
-      if (timings !== undefined) timings["ann.ms"] = ended - started
-      return hits
+          ? index.exactScanLabels(request.vector, selective, n)
+          : index.searchLabels(request.vector, n, ef, (label) => index.matchesLabel(filter, label))
+      const ended = recordStage("ann", afterFilter)
+      if (timings !== undefined) timings["ann.ms"] = ended - afterFilter
+      return { hits, ended }
     }
 
     const buildResults = (
@@ -258,7 +264,15 @@ export const make: Effect.Effect<QueryExecutorShape, never, Tenants | StorageEng
         const explain =
           request.explain === true
             ? new ScoreExplain(
-                { ...r.components, weights: { ...weights }, origin: r.origin as EntityId, path: toPathSteps(r.path) },
+                {
+                  similarity: r.similarity,
+                  graph: r.graph,
+                  importance: r.importance,
+                  recency: r.recency,
+                  weights: { ...weights },
+                  origin: r.origin as EntityId,
+                  path: toPathSteps(r.path),
+                },
                 true,
               )
             : undefined
@@ -269,35 +283,38 @@ export const make: Effect.Effect<QueryExecutorShape, never, Tenants | StorageEng
 
     // `traced` hands over the span object, so the synchronous stages set their
     // timings on it without extra Effect steps.
-    /** A scored candidate, or undefined when the entity is gone. */
+    /** A scored candidate from its components. */
     const candidate = (
-      index: TenantIndex,
       weights: Scorer.Weights,
-      now: number,
       id: string,
       similarity: number,
       graph: number,
+      importance: number,
+      recency: number,
       origin: string,
       path: ReadonlyArray<Graph.Step>,
-    ): Candidate | undefined => {
-      const attrs = index.attrs.get(id)
-      if (attrs === undefined) return undefined
-      const components: Scorer.Components = {
-        similarity,
-        graph,
-        importance: Scorer.importanceOf(attrs.importance),
-        recency: Scorer.recency(attrs.updatedAt, now, config.recencyHalfLifeMs),
-      }
-      return { id: id as EntityId, score: Scorer.score(weights, components), components, origin, path }
-    }
+    ): Candidate => ({
+      id: id as EntityId,
+      score: Scorer.scoreOf(weights, similarity, graph, importance, recency),
+      similarity,
+      graph,
+      importance,
+      recency,
+      origin,
+      path,
+    })
 
-    /** Expansion from the hits, scoring what it reaches into `scored` (interruptible, in slices). */
+    /**
+     * Expansion from the direct hits, scoring what it reaches into `scored`
+     * (interruptible, in slices). Returns the milliseconds of the walk itself
+     * (the expand stage), which the score stage leaves out.
+     */
     const expandInto = (
       index: TenantIndex,
       request: QueryRequest,
       expand: NonNullable<QueryRequest["expand"]>,
       filter: Filter.CompiledFilter | undefined,
-      hits: ReadonlyArray<Hit>,
+      hits: ReadonlyArray<Candidate>,
       weights: Scorer.Weights,
       now: number,
       span: Tracer.Span | undefined,
@@ -317,11 +334,12 @@ export const make: Effect.Effect<QueryExecutorShape, never, Tenants | StorageEng
             exists: index.exists,
           },
         )
+        const walkStarted = performance.now()
         yield* timedStage("expand", span, runExpansion(expansion, config.sliceMs))
-        const direct = new Set(hits.map((h) => h.id))
+        const walkMs = performance.now() - walkStarted
+        const direct = new Set<string>(hits.map((h) => h.id))
         const queryNorm = vectorNorm(request.vector)
         const slice = new Slice(config.sliceMs)
-        const t0 = performance.now()
         for (const r of expansion.result.values()) {
           if (direct.has(r.id)) continue
           const attrs = index.attrs.get(r.id)
@@ -330,11 +348,21 @@ export const make: Effect.Effect<QueryExecutorShape, never, Tenants | StorageEng
           // An expanded entity scores its own similarity when it has a vector.
           const similarity =
             attrs.label >= 0 ? Scorer.similarity(index.metric, index.distanceTo(request.vector, queryNorm, attrs.label)) : 0
-          const c = candidate(index, weights, now, r.id, similarity, r.weight, r.origin, r.path)
-          if (c !== undefined) scored.push(c)
+          scored.push(
+            candidate(
+              weights,
+              r.id,
+              similarity,
+              r.weight,
+              Scorer.importanceOf(attrs.importance),
+              Scorer.recency(attrs.updatedAt, now, config.recencyHalfLifeMs),
+              r.origin,
+              r.path,
+            ),
+          )
           if (slice.due) yield* slice.yieldIfDue
         }
-        return performance.now() - t0
+        return walkMs
       })
 
     const runQuery = (
@@ -357,21 +385,40 @@ export const make: Effect.Effect<QueryExecutorShape, never, Tenants | StorageEng
       const timings: Record<string, number> | undefined = span === undefined ? undefined : {}
       // Labels become ids inside this synchronous block: nothing below holds
       // a label across a yield, when a write could reuse it.
-      const hits = nearest(index, request, filter, candidates, timings)
-      const scoreStarted = performance.now()
+      const { hits, ended: scoreStarted } = nearest(index, request, filter, candidates, started, timings)
       if (scoreStarted - started > timeoutMs) return Effect.fail(deadlineExceeded("query"))
+      // Direct hits score from the per-label mirror of importance and
+      // updatedAt. A zero weight's component only matters to `explain`
+      // (0 × a finite component adds exactly 0), so its work is skipped.
+      const { neighbors, distances } = hits
+      const withRecency = weights.recency !== 0 || request.explain === true
+      const withImportance = weights.importance !== 0 || request.explain === true
+      const labelToId = index.labelToId
       const scored: Array<Candidate> = []
-      for (const hit of hits) {
-        const c = candidate(index, weights, now, hit.id, Scorer.similarity(index.metric, hit.distance), 1, hit.id, [])
-        if (c !== undefined) scored.push(c)
+      for (let i = 0; i < neighbors.length; i++) {
+        const label = neighbors[i]!
+        const id = labelToId[label]
+        if (id === undefined) continue
+        scored.push(
+          candidate(
+            weights,
+            id,
+            Scorer.similarity(index.metric, distances[i]!),
+            1,
+            withImportance ? Scorer.importanceOf(index.importanceAt(label)) : 0,
+            withRecency ? Scorer.recency(index.updatedAtAt(label), now, config.recencyHalfLifeMs) : 0,
+            id,
+            NO_PATH,
+          ),
+        )
       }
-      let scoreMs = performance.now() - scoreStarted
+      let walkMs = 0
 
       const rank = (): ReadonlyArray<Candidate> => {
-        const t0 = performance.now()
         scored.sort(Scorer.compareRanked)
         if (scored.length > request.k) scored.length = request.k
-        scoreMs += performance.now() - t0
+        // The score stage: scoring and ranking, the expansion's own walk excluded.
+        const scoreMs = performance.now() - scoreStarted - walkMs
         stageMetrics.score.unsafeUpdate(scoreMs / 1000, [])
         if (span !== undefined && timings !== undefined) {
           timings["score.ms"] = scoreMs
@@ -397,12 +444,12 @@ export const make: Effect.Effect<QueryExecutorShape, never, Tenants | StorageEng
             ).pipe(Effect.map((entities) => buildResults(request, weights, ranked, entities)))
 
       // The common case stays synchronous up to the fetch.
-      if (expand === undefined || hits.length === 0) return finish(rank())
+      if (expand === undefined || scored.length === 0) return finish(rank())
       return withinDeadline(
         "query",
         started,
-        Effect.map(expandInto(index, request, expand, filter, hits, weights, now, span, scored), (ms) => {
-          scoreMs += ms
+        Effect.map(expandInto(index, request, expand, filter, scored.slice(), weights, now, span, scored), (ms) => {
+          walkMs = ms
           return rank()
         }),
       ).pipe(Effect.flatMap(finish))

@@ -67,7 +67,11 @@ export interface Components {
 }
 
 export const score = (w: Weights, c: Components): number =>
-  w.vector * c.similarity + w.graph * c.graph + w.importance * c.importance + w.recency * c.recency
+  scoreOf(w, c.similarity, c.graph, c.importance, c.recency)
+
+/** `score` from the components as arguments (the query's hot loop allocates no components object). */
+export const scoreOf = (w: Weights, similarity: number, graph: number, importance: number, recency: number): number =>
+  w.vector * similarity + w.graph * graph + w.importance * importance + w.recency * recency
 
 /** Path weight of an expanded entity: product of edge weights, each hop decayed. */
 export const pathWeight = (edgeWeights: ReadonlyArray<number>, hopDecay: number): number => {

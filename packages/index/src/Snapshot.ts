@@ -327,6 +327,7 @@ export const load = (
     } else if (header.liveVectors !== 0 || header.nextLabel !== 0) {
       return yield* unusable(tenant, "vectors without a dimension")
     }
+    index.rebuildScoring()
     return { index, seq: manifest.seq }
   })
 

@@ -2,14 +2,16 @@ import { assert, describe, it } from "@effect/vitest"
 import * as Context from "effect/Context"
 import * as DefaultServices from "effect/DefaultServices"
 import * as Effect from "effect/Effect"
+import * as TestClock from "effect/TestClock"
 import * as Tracer from "effect/Tracer"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import * as Equal from "effect/Equal"
 import * as Schema from "effect/Schema"
-import { Entity, type EntityId, QueryResult, type TenantId } from "@allidb/core"
+import { Entity, type EntityId, QueryResult, SeededRandom, type TenantId } from "@allidb/core"
 import * as QueryExecutorModule from "../src/QueryExecutor.js"
+import * as Scorer from "../src/Scorer.js"
 import { edge } from "./FakeStorage.js"
 import * as Harness from "./Harness.js"
 
@@ -126,6 +128,48 @@ describe("QueryExecutor", () => {
         request({ vector: [0, 1], k: 4, weights: { vector: 0, graph: 0, importance: 1, recency: 0 }, explain: true }),
       )
       assert.strictEqual(d.find((r) => r.id === "d")!.explain!.importance, 0.5)
+    }),
+  )
+
+  it.scoped("a result's score is the unified score of its components, with or without explain, whatever the weights", () =>
+    Effect.gen(function* () {
+      const h = yield* Harness.make({ dataDir: tmp(), config: { recencyHalfLifeMs: 5_000 } })
+      yield* TestClock.setTime(20_000)
+      const random = SeededRandom.mulberry32(99)
+      yield* h.put(
+        Array.from({ length: 60 }, (_, i) =>
+          entity(`e${i}`, {
+            vector: [random() - 0.5, random() - 0.5, random() - 0.5],
+            ...(i % 4 === 0 ? {} : { importance: random() }),
+            ...(i % 3 === 0 ? {} : { updatedAt: Math.floor(random() * 30_000) }),
+          }),
+        ),
+      )
+      const weightSets = [
+        undefined,
+        { vector: 1, graph: 0, importance: 0, recency: 0 },
+        { importance: 0 },
+        { recency: 0 },
+        { vector: 0.2, importance: 2, recency: 3 },
+      ]
+      for (const weights of weightSets) {
+        const vector = [random() - 0.5, random() - 0.5, random() - 0.5]
+        const encoded = { vector, k: 20, include_entities: false, ...(weights === undefined ? {} : { weights }) }
+        const plain = yield* h.executor.query(T, request(encoded))
+        const explained = yield* h.executor.query(T, request({ ...encoded, explain: true }))
+        assert.deepStrictEqual(
+          plain.map((r) => [r.id, r.score]),
+          explained.map((r) => [r.id, r.score]),
+          `weights ${JSON.stringify(weights)}`,
+        )
+        for (const r of explained) {
+          const e = r.explain!
+          assert.strictEqual(r.score, Scorer.score(e.weights, e), `${r.id}, weights ${JSON.stringify(weights)}`)
+          const stored = (yield* h.storage.get(T, T, r.id))!
+          assert.strictEqual(e.importance, stored.importance ?? 0.5)
+          assert.strictEqual(e.recency, Scorer.recency(stored.updatedAt, 20_000, 5_000))
+        }
+      }
     }),
   )
 

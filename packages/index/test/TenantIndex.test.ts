@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Entity, type EntityId } from "@allidb/core"
+import { Entity, type EntityId, SeededRandom } from "@allidb/core"
 import { TenantIndex } from "../src/TenantIndex.js"
 
 const params = { m: 8, efConstruction: 50, randomSeed: 100, initialCapacity: 4, growthFactor: 2 }
@@ -54,5 +54,36 @@ describe("TenantIndex", () => {
     const hits = index.searchKnn([10, 3], 1, 16)
     assert.strictEqual(hits[0]!.id, "e10")
     assert.isAbove(index.addPointMs, 0)
+  })
+
+  it("mirrors importance and updatedAt by label exactly as the attributes hold them, through updates, deletes, reuse and growth", () => {
+    const seed = Number(process.env.PROPERTY_SEED ?? 4242)
+    const random = SeededRandom.mulberry32(seed)
+    const index = new TenantIndex("t", "l2", params, 2)
+    const pick = <A>(xs: ReadonlyArray<A>): A => xs[Math.floor(random() * xs.length)]!
+    for (let step = 0; step < 600; step++) {
+      const id = `e${Math.floor(random() * 60)}`
+      const r = random()
+      if (r < 0.15) {
+        index.applyRow(id, undefined)
+      } else {
+        const entity = new Entity({
+          id: id as EntityId,
+          ...(r < 0.25 ? {} : { vector: pick([[1, 2], [3, 4], [random() * 10, random() * 10]]) }),
+          ...(random() < 0.3 ? {} : { importance: pick([0, 0.25, 1, random()]) }),
+          ...(random() < 0.3 ? {} : { updatedAt: pick([0, -5, 1_700_000_000_000, Number.NaN, random() * 1e6]) }),
+        })
+        index.applyRow(id, entity)
+      }
+      for (const [key, attrs] of index.attrs) {
+        if (attrs.label < 0) continue
+        const where = `seed ${seed}, step ${step}, ${key} at label ${attrs.label}`
+        assert.strictEqual(index.labelToId[attrs.label], key, where)
+        assert.deepStrictEqual(index.importanceAt(attrs.label), attrs.importance, where)
+        assert.deepStrictEqual(index.updatedAtAt(attrs.label), attrs.updatedAt, where)
+      }
+    }
+    assert.isAbove(index.capacity, params.initialCapacity, "the run must have grown the index")
+    assert.isAbove(index.freeLabels.length + index.liveVectors, 0)
   })
 })
