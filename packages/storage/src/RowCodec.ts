@@ -372,6 +372,16 @@ export const encodeValue = (value: CellValue): Uint8Array => {
 const ROW_HAS_TOMBSTONE = 1
 const CELL_TOMBSTONE = 1
 
+/** The cell names in byte order, without copying or sorting when the map already holds them so. */
+const namesInOrder = (cells: ReadonlyMap<CellName, Cell>): Iterable<CellName> => {
+  let previous: CellName | undefined
+  for (const name of cells.keys()) {
+    if (previous !== undefined && name <= previous) return [...cells.keys()].sort()
+    previous = name
+  }
+  return cells.keys()
+}
+
 /** Appends the encoding of a row to `w`. */
 export const writeRow = (w: Writer, row: Row): void => {
   w.u8(ROW_FORMAT_VERSION).varint(row.seq)
@@ -379,7 +389,7 @@ export const writeRow = (w: Writer, row: Row): void => {
   if (row.deletedAt !== undefined) w.u64(row.deletedAt.wall).u32(row.deletedAt.node)
   w.varint(row.cells.size)
   // Cells sorted by name (one encoding per row); most rows are meta + vector, already in order.
-  const names = row.cells.size <= 1 ? row.cells.keys() : [...row.cells.keys()].sort()
+  const names = namesInOrder(row.cells)
   for (const name of names) {
     const cell = row.cells.get(name) as Cell
     w.u8(cell.value === undefined ? CELL_TOMBSTONE : 0)
