@@ -9,7 +9,7 @@ import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { Coordinator } from "@allidb/cluster"
-import { Entity, QueryRequest, tenantId } from "@allidb/core"
+import { decodeQueryRequest, Entity, type QueryRequest, tenantId } from "@allidb/core"
 import { AlliDb } from "allidbd"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -72,7 +72,10 @@ export const openInProcess = async (dataDir: string): Promise<InProcess> => {
   )
   const runtime = ManagedRuntime.make(layer)
   const db = await runtime.runPromise(Coordinator.Coordinator)
-  const decodeQuery = Schema.decodeUnknownSync(QueryRequest)
+  // A request arrives in its wire form and is decoded as core documents it
+  // for that case (the schema's result and errors; a hand-checked fast path
+  // for plain kNN requests, property-tested against the schema).
+  const decodeQuery = decodeQueryRequest
   const quiet = <A, E>(e: Effect.Effect<A, E>) => e.pipe(Logger.withMinimumLogLevel(LogLevel.Warning))
   return {
     upsert: async (batch, wait = true) => {

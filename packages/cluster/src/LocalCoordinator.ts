@@ -166,14 +166,15 @@ export const make: Effect.Effect<
       yield* write(tenant, mutations, options)
     }).pipe(Effect.withSpan("Coordinator.removeEdges", { captureStackTrace: false, attributes: { tenant, count: edges.length } }))
 
+  // No span of its own: QueryExecutor.query is the query's span (made only
+  // when traces are exported). A flatMap, not a generator: this is on every
+  // query, and a generator's steps cost about a microsecond.
   const query: Coordinator.CoordinatorShape["query"] = (tenant, request) =>
-    Effect.gen(function* () {
-      const dimension = yield* index.dimension(tenant)
-      if (dimension !== undefined && dimension !== request.vector.length) {
-        return yield* new DimensionMismatch({ field: "vector", expected: dimension, actual: request.vector.length })
-      }
-      return yield* executor.query(tenant, request)
-    }) // No span of its own: QueryExecutor.query is the query's span (made only when traces are exported).
+    Effect.flatMap(index.dimension(tenant), (dimension) =>
+      dimension !== undefined && dimension !== request.vector.length
+        ? Effect.fail(new DimensionMismatch({ field: "vector", expected: dimension, actual: request.vector.length }))
+        : executor.query(tenant, request),
+    )
 
   const traverse: Coordinator.CoordinatorShape["traverse"] = (tenant, request) =>
     executor.traverse(tenant, request).pipe(Effect.withSpan("Coordinator.traverse", { captureStackTrace: false, attributes: { tenant } }))
