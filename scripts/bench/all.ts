@@ -46,7 +46,7 @@ const fullSteps: ReadonlyArray<Step> = [
   ["hybrid", "hybrid", ["--hnswlib", "no"]],
   ["mixed", "mixed", []],
   ["scale", "scale", ["--sizes", option("scale-sizes", "10k,100k,1M")]],
-  ["query-768", "query", ["--n", option("n-768", "20k"), "--dim", "768", "--queries", "300", "--no-http", "--efs", "16,32,64,128,256"]],
+  ["query-768", "query", ["--n", option("n-768", "100k"), "--dim", "768", "--queries", "300", "--no-http", "--efs", "16,32,64,128,256"]],
 ]
 
 const list = (name: string) =>
