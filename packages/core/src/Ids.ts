@@ -12,15 +12,21 @@ const CONTROL_CHARS = /[\u0000-\u001f\u007f-\u009f]/
 
 const utf8Length = (s: string): number => Buffer.byteLength(s, "utf8")
 
-const idString = (what: string) =>
-  Schema.String.pipe(
-    Schema.filter((s) => {
-      if (s.length === 0) return `${what} must not be empty`
-      if (utf8Length(s) > MAX_ID_BYTES) return `${what} must be at most ${MAX_ID_BYTES} bytes (got ${utf8Length(s)})`
-      if (CONTROL_CHARS.test(s)) return `${what} must not contain control characters`
-      return true
-    }),
-  )
+/** Why `s` is not a valid id (`what` names it in the message), or undefined when it is. */
+const idProblem = (what: string, s: string): string | undefined => {
+  if (s.length === 0) return `${what} must not be empty`
+  // A UTF-16 string of n code units has at most 3n UTF-8 bytes: short ids skip the count.
+  if (s.length * 3 > MAX_ID_BYTES && utf8Length(s) > MAX_ID_BYTES) {
+    return `${what} must be at most ${MAX_ID_BYTES} bytes (got ${utf8Length(s)})`
+  }
+  if (CONTROL_CHARS.test(s)) return `${what} must not contain control characters`
+  return undefined
+}
+
+/** The rule of every id schema below, for hand-written fast paths that must agree with them. */
+export const isValidId = (u: unknown): u is string => typeof u === "string" && idProblem("id", u) === undefined
+
+const idString = (what: string) => Schema.String.pipe(Schema.filter((s) => idProblem(what, s) ?? true))
 
 export const TenantId = idString("tenant id").pipe(Schema.brand("@allidb/TenantId"))
 export type TenantId = typeof TenantId.Type
