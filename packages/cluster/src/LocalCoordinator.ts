@@ -12,13 +12,14 @@ import {
   DimensionMismatch,
   EdgeRef,
   EdgeWrite,
-  Entity,
+  type Entity,
   GraphEdge,
   InvalidInput,
   NotFound,
   ScanPage,
   type EntityId,
   type TenantId,
+  validateEntityFields,
 } from "@allidb/core"
 import { QueryExecutor, UnifiedIndex } from "@allidb/index"
 import { StorageEngine } from "@allidb/storage"
@@ -52,8 +53,9 @@ const invalid = (prefix: string, error: ParseResult.ParseError): InvalidInput =>
 // Values reaching the coordinator are usually decoded already; embedders may
 // build them by hand (`make(…, { disableValidation: true })`), so the fields
 // are checked again. A Class schema's type side only checks `instanceof`,
-// hence the Struct of its fields.
-const validateEntity = Schema.validateEither(Schema.Struct(Entity.fields))
+// hence the Struct of its fields (core's validateEntityFields: that check with
+// a fast path, the schema's errors).
+const validateEntity = validateEntityFields
 const validateEdgeWrite = Schema.validateEither(Schema.Struct(EdgeWrite.fields))
 const validateEdgeRef = Schema.validateEither(Schema.Struct(EdgeRef.fields))
 
