@@ -30,15 +30,49 @@ export interface Step {
 
 const inKey = (from: string, relation: string): string => `${from}\u0000${relation}`
 
+/**
+ * Copies of `edges` from `from`, one per (relation, to) — the storage row has
+ * one cell per pair, and the last occurrence wins as a Map's set would — in
+ * the order each pair first appears.
+ */
+const uniqueEdges = (from: string, edges: ReadonlyArray<Edge>): Array<StoredEdge> => {
+  const copy = (e: Edge): StoredEdge => ({ to: e.to, relation: e.relation, weight: e.weight, from })
+  if (edges.length > SMALL_EDGE_LIST) {
+    const unique = new Map<string, StoredEdge>()
+    for (const e of edges) unique.set(inKey(e.to, e.relation), copy(e))
+    return [...unique.values()]
+  }
+  const list: Array<StoredEdge> = []
+  outer: for (const e of edges) {
+    for (let j = 0; j < list.length; j++) {
+      const seen = list[j]!
+      if (seen.to === e.to && seen.relation === e.relation) {
+        list[j] = copy(e)
+        continue outer
+      }
+    }
+    list.push(copy(e))
+  }
+  return list
+}
+
 const byWeightThenId = (a: Neighbour, b: Neighbour): number =>
   b.weight - a.weight ||
   (a.id < b.id ? -1 : a.id > b.id ? 1 : 0) ||
   (a.relation < b.relation ? -1 : a.relation > b.relation ? 1 : 0) ||
   (a.direction < b.direction ? -1 : a.direction > b.direction ? 1 : 0)
 
+/** One stored edge, shared by its source's out list and its target's incoming map. */
+interface StoredEdge extends Edge {
+  readonly from: string
+}
+
+/** Up to this many edges, duplicates are found by comparing pairs (no Map per row). */
+const SMALL_EDGE_LIST = 16
+
 export class Adjacency {
-  private readonly out = new Map<string, ReadonlyArray<Edge>>()
-  private readonly incoming = new Map<string, Map<string, { readonly from: string } & Edge>>()
+  private readonly out = new Map<string, ReadonlyArray<StoredEdge>>()
+  private readonly incoming = new Map<string, Map<string, StoredEdge>>()
   private edgeCount = 0
 
   get edges(): number {
@@ -64,10 +98,7 @@ export class Adjacency {
       this.out.delete(from)
     }
     if (edges.length === 0) return
-    // One edge per (relation, to): the storage row has one cell per pair.
-    const unique = new Map<string, Edge>()
-    for (const e of edges) unique.set(inKey(e.to, e.relation), { to: e.to, relation: e.relation, weight: e.weight })
-    const list = [...unique.values()]
+    const list = uniqueEdges(from, edges)
     this.out.set(from, list)
     this.edgeCount += list.length
     for (const e of list) {
@@ -76,7 +107,7 @@ export class Adjacency {
         m = new Map()
         this.incoming.set(e.to, m)
       }
-      m.set(inKey(from, e.relation), { from, to: e.to, relation: e.relation, weight: e.weight })
+      m.set(inKey(from, e.relation), e)
     }
   }
 

@@ -105,4 +105,29 @@ describe("Graph", () => {
     assert.deepStrictEqual(weights(missing), { b: 0.9 }, "no walking through a missing entity")
     assert.strictEqual(expand(g, ["zz"], { hops: 2 }).size, 0)
   })
+
+  it("keeps one edge per (relation, to), the last one given, in first-seen order, for short and long edge lists", () => {
+    for (const n of [12, 40]) {
+      const g = new Graph.Adjacency()
+      const edges: Array<Graph.Edge> = []
+      for (let i = 0; i < n; i++) edges.push({ to: `t${i % 5}`, relation: i % 2 === 0 ? "r" : "s", weight: i / 100 })
+      g.setOutEdges("x", edges)
+      // The reference: what a Map keyed by the pair keeps.
+      const expected = new Map<string, Graph.Edge>()
+      for (const e of edges) expected.set(`${e.to}/${e.relation}`, e)
+      assert.deepStrictEqual(
+        g.outEdges("x").map((e) => [e.to, e.relation, e.weight]),
+        [...expected.values()].map((e) => [e.to, e.relation, e.weight]),
+        `${n} edges`,
+      )
+      assert.strictEqual(g.edges, expected.size)
+      for (const e of expected.values()) {
+        const incoming = g.neighbours(e.to, "in", undefined).filter((x) => x.relation === e.relation)
+        assert.deepStrictEqual(incoming.map((x) => [x.id, x.weight]), [["x", e.weight]])
+      }
+      g.setOutEdges("x", [])
+      assert.strictEqual(g.edges, 0)
+      assert.deepStrictEqual(g.neighbours("t0", "in", undefined), [])
+    }
+  })
 })
