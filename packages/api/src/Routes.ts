@@ -17,10 +17,12 @@ import * as HttpApiScalar from "@effect/platform/HttpApiScalar"
 import * as HttpLayerRouter from "@effect/platform/HttpLayerRouter"
 import type * as HttpPlatform from "@effect/platform/HttpPlatform"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
+import type * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import type * as Path from "@effect/platform/Path"
 import * as RpcSerialization from "@effect/rpc/RpcSerialization"
 import * as RpcServer from "@effect/rpc/RpcServer"
 import type { Coordinator } from "@allidb/cluster"
+import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
@@ -46,9 +48,33 @@ export const RPC_PATH = "/rpc"
  */
 export const routerConfig = { maxParamLength: 2048 } as const
 
+/**
+ * HttpApi decodes the API-key header with a Schema before the Authentication middleware runs;
+ * without the header that decode fails, and the failure (a ParseError: an Error with its
+ * stack captured, the costliest step of a keyless request) is then mapped to an empty key.
+ * A request without the header is handed on with it empty, which decodes to that same empty
+ * key directly; Auth treats an empty key as none.
+ */
+const withEmptyKeyHeader = <E, R>(
+  app: Effect.Effect<HttpServerResponse.HttpServerResponse, E, R>,
+): Effect.Effect<HttpServerResponse.HttpServerResponse, E, R> =>
+  Effect.withFiberRuntime((fiber) => {
+    const request = Context.unsafeGet(fiber.currentContext, HttpServerRequest.HttpServerRequest)
+    return request.headers[Auth.API_KEY_HEADER] !== undefined
+      ? app
+      : Effect.provideService(
+          app,
+          HttpServerRequest.HttpServerRequest,
+          request.modify({ headers: Headers.set(request.headers, Auth.API_KEY_HEADER, "") }),
+        )
+  })
+
 /** Request id, body limit, rate limit, deadline and the defect net for the /v1 routes. */
 const v1Limits = HttpLayerRouter.middleware(
-  Effect.map(Limits.makeHttpMiddleware({ deadline: true, rateLimit: true, surface: "http" }), (limits) => (app) => limits(app)),
+  Effect.map(
+    Limits.makeHttpMiddleware({ deadline: true, rateLimit: true, surface: "http" }),
+    (limits) => (app) => limits(withEmptyKeyHeader(app)),
+  ),
 ).layer
 
 /**

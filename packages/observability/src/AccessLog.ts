@@ -4,6 +4,7 @@
  * appear: there is deliberately no place for an API key, a body, or a vector.
  */
 import * as Effect from "effect/Effect"
+import * as FiberRef from "effect/FiberRef"
 import * as Random from "effect/Random"
 import type * as Metrics from "./Metrics.js"
 
@@ -41,6 +42,14 @@ export const fields = (entry: Entry): Record<string, string | number> => {
   if (entry.bytesOut !== undefined) out.bytes_out = entry.bytesOut
   return out
 }
+
+/**
+ * The id of the request the current fiber serves; the JSON logger (Logging) writes it as
+ * `request_id` on every line. One fiber-local value instead of a log annotation: setting a
+ * FiberRef is one copy of the fiber's locals, an annotation is that plus a HashMap update,
+ * per request, on every surface.
+ */
+export const currentRequestId: FiberRef.FiberRef<string | undefined> = FiberRef.unsafeMake<string | undefined>(undefined)
 
 /** Writes the access line at INFO. */
 export const log = (entry: Entry): Effect.Effect<void> => Effect.annotateLogs(Effect.logInfo(message), fields(entry))

@@ -12,6 +12,7 @@ import * as Logger from "effect/Logger"
 import * as LogLevel from "effect/LogLevel"
 import * as Option from "effect/Option"
 import * as Tracer from "effect/Tracer"
+import * as AccessLog from "./AccessLog.js"
 
 export type Level = "DEBUG" | "INFO" | "WARN" | "ERROR"
 
@@ -62,6 +63,9 @@ export const jsonLogger = (nodeId: string, write: (line: string) => void = (line
       record.trace_id = span.value.traceId
       record.span_id = span.value.spanId
     }
+    // The request id is fiber-local state (AccessLog.currentRequestId), not an annotation.
+    const requestId = FiberRefs.getOrDefault(context, AccessLog.currentRequestId)
+    if (requestId !== undefined) record.request_id = requestId
     for (const [key, value] of HashMap.toEntries(annotations)) record[key] = value
     if (!List.isNil(spans)) record.spans = List.toArray(spans).map((s) => s.label)
     const causeText = cause._tag === "Empty" ? undefined : renderCause(cause)

@@ -198,14 +198,20 @@ const requestHistogram = (surface: Surface, route: string): Metric.Metric.Histog
   return histogram
 }
 
-/** Counts one finished request and observes its latency. */
-export const recordRequest = (sample: RequestSample): Effect.Effect<void> => {
+/**
+ * `recordRequest` for code already inside a synchronous step (RequestTelemetry.observe): the
+ * same updates, without an effect per metric. Nothing in the server tags metrics per fiber
+ * (`Effect.tagMetrics`), so no fiber labels are lost.
+ */
+export const unsafeRecordRequest = (sample: RequestSample): void => {
   const route = routeLabel(sample.route)
-  return Effect.zipRight(
-    Metric.increment(requestCounter(sample.surface, route, String(sample.status))),
-    Metric.update(requestHistogram(sample.surface, route), sample.durationSeconds),
-  )
+  requestCounter(sample.surface, route, String(sample.status)).unsafeUpdate(1, [])
+  requestHistogram(sample.surface, route).unsafeUpdate(sample.durationSeconds, [])
 }
+
+/** Counts one finished request and observes its latency. */
+export const recordRequest = (sample: RequestSample): Effect.Effect<void> =>
+  Effect.sync(() => unsafeRecordRequest(sample))
 
 /** A rate-limited request is also a rejected one (reason "rate_limited"). */
 export const recordRateLimited = (surface: Surface): Effect.Effect<void> =>
