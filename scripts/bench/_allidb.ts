@@ -165,18 +165,26 @@ export const loadedDataDir = async (d: Dataset): Promise<string> => {
   Fs.mkdirSync(dir, { recursive: true })
   log(`loading ${fmt(d.n)} entities into ${Path.relative(ROOT, dir)} (in-process, cached for later workloads)…`)
   const db = await openInProcess(dir)
+  const cpu0 = process.cpuUsage()
   const seconds = await loadAll((b) => db.upsert(b), d, 1000, 2)
+  const cpu = process.cpuUsage(cpu0)
   await db.close()
-  markLoaded(dir, d, seconds)
+  markLoaded(dir, d, seconds, (cpu.user + cpu.system) / 1e6)
   log(`  loaded in ${fmt(seconds, 1)} s`)
   return dir
 }
 
-export const markLoaded = (dir: string, d: Dataset, seconds: number): void =>
-  Fs.writeFileSync(Path.join(dir, ".complete"), JSON.stringify({ seconds, entities: d.n, date: new Date().toISOString() }))
+/** `cpuSeconds`: this process's CPU time (user + system) during the load, when known. */
+export const markLoaded = (dir: string, d: Dataset, seconds: number, cpuSeconds?: number): void =>
+  Fs.writeFileSync(
+    Path.join(dir, ".complete"),
+    JSON.stringify({ seconds, entities: d.n, date: new Date().toISOString(), ...(cpuSeconds === undefined ? {} : { cpuSeconds }) }),
+  )
 
-/** How long the in-process load of a cached data dir took, and when. */
-export const loadRecord = (dir: string): { readonly seconds: number; readonly entities: number; readonly date: string } =>
+/** How long the in-process load of a cached data dir took (wall, and CPU when recorded), and when. */
+export const loadRecord = (
+  dir: string,
+): { readonly seconds: number; readonly cpuSeconds?: number; readonly entities: number; readonly date: string } =>
   JSON.parse(Fs.readFileSync(Path.join(dir, ".complete"), "utf8"))
 
 /** A private copy of a loaded data dir, for workloads that write. */

@@ -2,7 +2,9 @@
  * The ef sweep shared by `query` and `scale`: every system answers the same
  * queries at each ef, rounds interleaved (round r of every system before round
  * r+1 of any) so a noisy neighbour on this shared machine hits all alike.
- * QPS is the median over rounds; latency percentiles pool every round.
+ * Within a round the systems take their turns ef by ef, in an order that
+ * rotates every round, so the points compared at one ef are measured moments
+ * apart. QPS is the median over rounds; latency percentiles pool every round.
  */
 import { type Dataset, queryOf, recallAt10, type Truth } from "./_data.js"
 import { fmt, median, now, percentile, runConcurrent, table } from "./_lib.js"
@@ -41,12 +43,29 @@ export const sweep = async (
   efs: ReadonlyArray<number>,
   rounds: number,
   queries = truth.count,
+  warmupRounds = 1,
 ): Promise<Array<Point>> => {
   const state = new Map<string, { qps: Array<number>; lat: Array<number>; got: Array<ArrayLike<number>> }>()
   const keyOf = (s: System, ef: number) => `${s.name}|${s.mode}|${ef}`
+  // Unmeasured rounds first: every system answers every query at every ef.
+  // A JIT-compiled path (AlliDB's Effect runtime takes a few thousand calls
+  // to reach V8's optimised tiers) and an index just loaded from disk (pages
+  // not yet touched) would otherwise make the first measured round a
+  // warm-up round for some systems and not for others.
+  for (let w = 0; w < warmupRounds; w++) {
+    for (const ef of efs) {
+      for (const s of systems) {
+        await s.setEf(ef)
+        if (s.searchAll !== undefined) await s.searchAll(Array.from({ length: queries }, (_, q) => queryOf(d, q)), ef)
+        else if (s.concurrency === 1) for (let q = 0; q < queries; q++) await s.search(queryOf(d, q), ef)
+        else await runConcurrent(queries, s.concurrency, async (q) => void (await s.search(queryOf(d, q), ef)))
+      }
+    }
+  }
   for (let r = 0; r < rounds; r++) {
-    for (const s of systems) {
-      for (const ef of efs) {
+    for (const ef of efs) {
+      for (let j = 0; j < systems.length; j++) {
+        const s = systems[(r + j) % systems.length]!
         await s.setEf(ef)
         const k = keyOf(s, ef)
         const st = state.get(k) ?? { qps: [], lat: [], got: new Array<ArrayLike<number>>(queries) }
