@@ -36,7 +36,7 @@ const inKey = (from: string, relation: string): string => `${from}\u0000${relati
  * the order each pair first appears.
  */
 const uniqueEdges = (from: string, edges: ReadonlyArray<Edge>): Array<StoredEdge> => {
-  const copy = (e: Edge): StoredEdge => ({ to: e.to, relation: e.relation, weight: e.weight, from })
+  const copy = (e: Edge): StoredEdge => ({ to: e.to, relation: e.relation, weight: e.weight, from, inPos: -1 })
   if (edges.length > SMALL_EDGE_LIST) {
     const unique = new Map<string, StoredEdge>()
     for (const e of edges) unique.set(inKey(e.to, e.relation), copy(e))
@@ -62,9 +62,15 @@ const byWeightThenId = (a: Neighbour, b: Neighbour): number =>
   (a.relation < b.relation ? -1 : a.relation > b.relation ? 1 : 0) ||
   (a.direction < b.direction ? -1 : a.direction > b.direction ? 1 : 0)
 
-/** One stored edge, shared by its source's out list and its target's incoming map. */
+/**
+ * One stored edge, shared by its source's out list and its target's incoming
+ * list; `inPos` is its index in that incoming list, so removing it is a swap
+ * with the last one (no Map and no composite string key per edge: building a
+ * row's adjacency was the largest part of the index's own work per row).
+ */
 interface StoredEdge extends Edge {
   readonly from: string
+  inPos: number
 }
 
 /** Up to this many edges, duplicates are found by comparing pairs (no Map per row). */
@@ -72,7 +78,8 @@ const SMALL_EDGE_LIST = 16
 
 export class Adjacency {
   private readonly out = new Map<string, ReadonlyArray<StoredEdge>>()
-  private readonly incoming = new Map<string, Map<string, StoredEdge>>()
+  /** Incoming edges by target; order is arbitrary (neighbours() sorts). */
+  private readonly incoming = new Map<string, Array<StoredEdge>>()
   private edgeCount = 0
 
   get edges(): number {
@@ -87,13 +94,7 @@ export class Adjacency {
   setOutEdges(from: string, edges: ReadonlyArray<Edge>): void {
     const previous = this.out.get(from)
     if (previous !== undefined) {
-      for (const e of previous) {
-        const m = this.incoming.get(e.to)
-        if (m !== undefined) {
-          m.delete(inKey(from, e.relation))
-          if (m.size === 0) this.incoming.delete(e.to)
-        }
-      }
+      for (const e of previous) this.removeIncoming(e)
       this.edgeCount -= previous.length
       this.out.delete(from)
     }
@@ -102,13 +103,28 @@ export class Adjacency {
     this.out.set(from, list)
     this.edgeCount += list.length
     for (const e of list) {
-      let m = this.incoming.get(e.to)
-      if (m === undefined) {
-        m = new Map()
-        this.incoming.set(e.to, m)
+      const into = this.incoming.get(e.to)
+      if (into === undefined) {
+        e.inPos = 0
+        this.incoming.set(e.to, [e])
+      } else {
+        e.inPos = into.length
+        into.push(e)
       }
-      m.set(inKey(from, e.relation), e)
     }
+  }
+
+  private removeIncoming(e: StoredEdge): void {
+    const into = this.incoming.get(e.to)
+    // A broken invariant (an out edge missing from its target's list) would
+    // silently corrupt expansion; fail loudly instead.
+    if (into === undefined || into[e.inPos] !== e) throw new Error(`adjacency out of step at ${e.from} → ${e.to}`)
+    const last = into.pop()!
+    if (last !== e) {
+      last.inPos = e.inPos
+      into[e.inPos] = last
+    }
+    if (into.length === 0) this.incoming.delete(e.to)
   }
 
   /** Neighbours in the given direction(s), highest weight first, then id: the fan-out keeps the strongest. */
@@ -122,9 +138,9 @@ export class Adjacency {
       }
     }
     if (direction !== "out") {
-      const m = this.incoming.get(id)
-      if (m !== undefined) {
-        for (const e of m.values()) {
+      const into = this.incoming.get(id)
+      if (into !== undefined) {
+        for (const e of into) {
           if (relations === undefined || relations.has(e.relation)) {
             result.push({ id: e.from, relation: e.relation, weight: e.weight, direction: "in" })
           }

@@ -1,4 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
+import { SeededRandom } from "@allidb/core"
 import * as Graph from "../src/Graph.js"
 
 // a -knows(0.9)-> b -knows(0.5)-> c -cites(1)-> d ; a -cites(0.2)-> c ; e -knows(1)-> a
@@ -128,6 +129,38 @@ describe("Graph", () => {
       g.setOutEdges("x", [])
       assert.strictEqual(g.edges, 0)
       assert.deepStrictEqual(g.neighbours("t0", "in", undefined), [])
+    }
+  })
+
+  it("derives incoming edges that match the outgoing ones through random replacements and removals", () => {
+    const seed = Number(process.env.PROPERTY_SEED ?? 2024)
+    const random = SeededRandom.mulberry32(seed)
+    const g = new Graph.Adjacency()
+    const model = new Map<string, Array<Graph.Edge>>()
+    const node = () => `n${Math.floor(random() * 12)}`
+    for (let step = 0; step < 1500; step++) {
+      const from = node()
+      const edges: Array<Graph.Edge> = []
+      const count = random() < 0.2 ? 0 : Math.floor(random() * 6)
+      for (let i = 0; i < count; i++) {
+        edges.push({ to: random() < 0.3 ? "hub" : node(), relation: random() < 0.5 ? "r" : "s", weight: Math.round(random() * 100) / 100 })
+      }
+      g.setOutEdges(from, edges)
+      const unique = new Map<string, Graph.Edge>()
+      for (const e of edges) unique.set(`${e.to}/${e.relation}`, e)
+      if (unique.size === 0) model.delete(from)
+      else model.set(from, [...unique.values()])
+      if (step % 50 !== 0) continue
+      // Incoming edges of every node as the out lists imply them.
+      for (const target of ["hub", ...Array.from({ length: 12 }, (_, i) => `n${i}`)]) {
+        const expected: Array<[string, string, number]> = []
+        for (const [f, list] of model) for (const e of list) if (e.to === target) expected.push([f, e.relation, e.weight])
+        const got = g.neighbours(target, "in", undefined).map((n): [string, string, number] => [n.id, n.relation, n.weight])
+        const order = (a: [string, string, number], b: [string, string, number]) =>
+          a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : a[1] < b[1] ? -1 : a[1] > b[1] ? 1 : 0
+        assert.deepStrictEqual(got.sort(order), expected.sort(order), `seed ${seed}, step ${step}, into ${target}`)
+      }
+      assert.strictEqual(g.edges, [...model.values()].reduce((n, l) => n + l.length, 0))
     }
   })
 })
