@@ -1,25 +1,30 @@
 /**
  * Span export and trace-context helpers. With OTEL_EXPORTER_OTLP_TRACES_ENDPOINT or
- * OTEL_EXPORTER_OTLP_ENDPOINT set, every Effect span goes through the OpenTelemetry SDK
- * (@effect/opentelemetry's tracer over a BasicTracerProvider) to a BatchSpanProcessor and the
- * OTLP/HTTP (JSON) exporter. Without them nothing is installed: Effect's built-in tracer keeps
- * its cheap in-memory spans (trace ids still reach the logs) and nothing is exported.
+ * OTEL_EXPORTER_OTLP_ENDPOINT set, every ended Effect span is handed as a finished span to the
+ * OpenTelemetry SDK's BatchSpanProcessor and OTLP/HTTP (JSON) exporter (`layerExport`). Without
+ * them nothing is installed: Effect's built-in tracer keeps its cheap in-memory spans (trace
+ * ids still reach the logs) and nothing is exported.
  *
- * Cost (measured with `npm run bench -- tracing`): a request is one span per layer of the
- * architecture (request, Coordinator, QueryExecutor and its stages), the platform's own
- * per-request HTTP span is turned off (it duplicated ours), and the OpenTelemetry context is
- * not re-entered on every fiber step (see `withoutContextPropagation`).
+ * Cost (measured with `npm run bench -- tracing`): a query is two exported spans (the request
+ * and QueryExecutor.query, whose stages are attributes unless it expands or fetches), the
+ * platform's own per-request HTTP span is turned off (it duplicated ours), and no SDK span is
+ * kept alive per Effect span (see ExportedSpan).
  */
 import * as Headers from "@effect/platform/Headers"
 import * as HttpMiddleware from "@effect/platform/HttpMiddleware"
 import * as HttpTraceContext from "@effect/platform/HttpTraceContext"
 import * as OtelResource from "@effect/opentelemetry/Resource"
-import * as OtelTracer from "@effect/opentelemetry/Tracer"
+import type { AttributeValue, Attributes, SpanContext, SpanKind, SpanStatus } from "@opentelemetry/api"
 import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-http"
-import { BasicTracerProvider, BatchSpanProcessor } from "@opentelemetry/sdk-trace-base"
+import type * as OtelResources from "@opentelemetry/resources"
+import { BatchSpanProcessor, type ReadableSpan, type TimedEvent } from "@opentelemetry/sdk-trace-base"
+import * as Cause from "effect/Cause"
 import * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
+import type * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
+import type * as Exit from "effect/Exit"
+import * as Inspectable from "effect/Inspectable"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Tracer from "effect/Tracer"
@@ -65,39 +70,197 @@ export const withoutContextPropagation = (tracer: Tracer.Tracer): Tracer.Tracer 
     context: (execution) => execution(),
   })
 
+// ---------------------------------------------------------------------------------------------
+// Export: Effect spans handed to the SDK's batch processor as finished spans.
+
+/** Where finished spans go: the SDK's BatchSpanProcessor (queue, batching, OTLP exporter). */
+export interface FinishedSpanSink {
+  readonly onEnd: (span: ReadableSpan) => void
+}
+
+const otelKind: Record<Tracer.SpanKind, number> = { internal: 0, server: 1, client: 2, producer: 3, consumer: 4 }
+const SAMPLED = 1
+const STATUS_OK = 1
+const STATUS_ERROR = 2
+
+const hrTime = (nanos: bigint): [number, number] => [Number(nanos / 1_000_000_000n), Number(nanos % 1_000_000_000n)]
+
+/** As @effect/opentelemetry converts attribute values: primitives as they are, anything else as text. */
+const attributeValue = (value: unknown): AttributeValue => {
+  switch (typeof value) {
+    case "string":
+    case "number":
+    case "boolean":
+      return value
+    case "bigint":
+      return value.toString()
+    default:
+      if (Array.isArray(value) && value.every((v) => typeof v === "string" || typeof v === "number" || typeof v === "boolean")) {
+        return value as AttributeValue
+      }
+      return Inspectable.toStringUnknown(value)
+  }
+}
+
+const toAttributes = (record: ReadonlyMap<string, unknown> | Readonly<Record<string, unknown>>): Attributes => {
+  const out: Attributes = {}
+  const entries = record instanceof Map ? record.entries() : Object.entries(record)
+  for (const [key, value] of entries) out[key] = attributeValue(value)
+  return out
+}
+
+const spanContextOf = (span: Tracer.AnySpan): SpanContext => ({
+  traceId: span.traceId,
+  spanId: span.spanId,
+  traceFlags: span.sampled ? SAMPLED : 0,
+  isRemote: span._tag === "ExternalSpan",
+})
+
 /**
- * The SDK's tracer provider with the batch processor and the OTLP/HTTP exporter; on close it
- * flushes what is queued (bounded, so a dead collector cannot hold up shutdown).
+ * An Effect span that, once ended, is handed to the batch processor as an OpenTelemetry
+ * finished span. The export pipeline is the SDK's (BatchSpanProcessor, OTLP/HTTP exporter and
+ * its serialiser); what is skipped is the SDK's live span per Effect span — context lookups,
+ * sampler, id generator, attribute validation per `setAttribute` — which with
+ * @effect/opentelemetry's tracer was most of what export added to a request. Sampling is the
+ * SDK default's (parent-based, always on): a span whose parent was not sampled is not exported.
  */
-const layerTracerProvider = (settings: ExportSettings) =>
-  Layer.scoped(
-    OtelTracer.OtelTracerProvider,
-    Effect.flatMap(OtelResource.Resource, (resource) =>
-      Effect.acquireRelease(
-        Effect.sync(
-          () =>
-            // Queue size, batch size and delay come from the standard OTEL_BSP_* variables.
-            new BasicTracerProvider({
-              resource,
-              spanProcessors: [new BatchSpanProcessor(new OTLPTraceExporter({ url: settings.tracesUrl }))],
-            }),
-        ),
-        (provider) =>
+class ExportedSpan implements Tracer.Span {
+  readonly _tag = "Span"
+  readonly spanId: string
+  readonly traceId: string
+  readonly sampled: boolean
+  status: Tracer.SpanStatus
+  readonly attributes = new Map<string, unknown>()
+  readonly links: Array<Tracer.SpanLink>
+  private readonly events: Array<TimedEvent> = []
+
+  constructor(
+    private readonly exporter: SpanExport,
+    readonly name: string,
+    readonly parent: Option.Option<Tracer.AnySpan>,
+    readonly context: Context.Context<never>,
+    links: ReadonlyArray<Tracer.SpanLink>,
+    startTime: bigint,
+    readonly kind: Tracer.SpanKind,
+  ) {
+    this.status = { _tag: "Started", startTime }
+    this.links = links.slice()
+    this.traceId = parent._tag === "Some" ? parent.value.traceId : randomHex(32)
+    this.spanId = randomHex(16)
+    this.sampled = parent._tag === "Some" ? parent.value.sampled : true
+  }
+
+  end(endTime: bigint, exit: Exit.Exit<unknown, unknown>): void {
+    const startTime = this.status.startTime
+    this.status = { _tag: "Ended", startTime, endTime, exit }
+    if (!this.sampled) return
+    let status: SpanStatus = { code: STATUS_OK }
+    const attributes = toAttributes(this.attributes)
+    if (exit._tag === "Failure") {
+      if (Cause.isInterruptedOnly(exit.cause)) {
+        status = { code: STATUS_OK, message: Cause.pretty(exit.cause) }
+        attributes["span.label"] = "⚠︎ Interrupted"
+        attributes["status.interrupted"] = true
+      } else {
+        const first = Cause.prettyErrors(exit.cause)[0]
+        if (first !== undefined) {
+          status = { code: STATUS_ERROR, message: first.message }
+          this.events.push({
+            name: "exception",
+            time: hrTime(endTime),
+            attributes: {
+              "exception.type": first.name,
+              "exception.message": first.message,
+              "exception.stacktrace": Cause.pretty(exit.cause, { renderErrorCause: true }),
+            },
+          })
+        }
+      }
+    }
+    const context = spanContextOf(this)
+    const start = hrTime(startTime)
+    const endHr = hrTime(endTime)
+    const durationNanos = endTime - startTime
+    this.exporter.sink.onEnd({
+      name: this.name,
+      kind: otelKind[this.kind] as SpanKind,
+      spanContext: () => context,
+      ...(this.parent._tag === "Some" ? { parentSpanContext: spanContextOf(this.parent.value) } : {}),
+      startTime: start,
+      endTime: endHr,
+      duration: hrTime(durationNanos < 0n ? 0n : durationNanos),
+      ended: true,
+      status,
+      attributes,
+      links: this.links.map((link) => ({ context: spanContextOf(link.span), attributes: toAttributes(link.attributes) })),
+      events: this.events,
+      resource: this.exporter.resource,
+      instrumentationScope: this.exporter.scope,
+      droppedAttributesCount: 0,
+      droppedEventsCount: 0,
+      droppedLinksCount: 0,
+    })
+  }
+
+  attribute(key: string, value: unknown): void {
+    this.attributes.set(key, value)
+  }
+
+  event(name: string, startTime: bigint, attributes?: Record<string, unknown>): void {
+    this.events.push({ name, time: hrTime(startTime), attributes: attributes === undefined ? {} : toAttributes(attributes) })
+  }
+
+  addLinks(links: ReadonlyArray<Tracer.SpanLink>): void {
+    this.links.push(...links)
+  }
+}
+
+interface SpanExport {
+  readonly sink: FinishedSpanSink
+  readonly resource: OtelResources.Resource
+  readonly scope: { readonly name: string }
+}
+
+const hexDigits = "0123456789abcdef"
+const randomHex = (length: number): string => {
+  let out = ""
+  for (let i = 0; i < length; i++) out += hexDigits[(Math.random() * 16) | 0]
+  return out
+}
+
+/**
+ * An Effect tracer whose spans go to `sink` when they end (see ExportedSpan). The instrumentation
+ * scope is named after the service, as @effect/opentelemetry's tracer names it.
+ */
+export const makeExportTracer = (sink: FinishedSpanSink, resource: OtelResources.Resource, scopeName: string): Tracer.Tracer => {
+  const exporter: SpanExport = { sink, resource, scope: { name: scopeName } }
+  return Tracer.make({
+    span: (name, parent, context, links, startTime, kind) =>
+      new ExportedSpan(exporter, name, parent, context, links, startTime, kind),
+    // No OpenTelemetry context to enter (see withoutContextPropagation).
+    context: (execution) => execution(),
+  })
+}
+
+/** Exports every Effect span over OTLP/HTTP for the life of the layer; flushes on close. */
+export const layerExport = (settings: ExportSettings, options: { readonly nodeId: string }): Layer.Layer<never> =>
+  Layer.unwrapScoped(
+    Effect.gen(function* () {
+      const resource = yield* OtelResource.Resource
+      const processor = yield* Effect.acquireRelease(
+        // Queue size, batch size and delay come from the standard OTEL_BSP_* variables.
+        Effect.sync(() => new BatchSpanProcessor(new OTLPTraceExporter({ url: settings.tracesUrl }))),
+        (processor) =>
           // A collector that is down or refusing must not turn shutdown into a defect.
-          Effect.tryPromise(() => provider.forceFlush().then(() => provider.shutdown())).pipe(
+          Effect.tryPromise(() => processor.forceFlush().then(() => processor.shutdown())).pipe(
             Effect.catchAll((error) => Effect.logWarning("could not flush the last spans", error)),
             Effect.interruptible,
             Effect.timeoutOption("3 seconds"),
           ),
-      ),
-    ),
-  )
-
-/** Exports every Effect span over OTLP/HTTP for the life of the layer; flushes on close. */
-export const layerExport = (settings: ExportSettings, options: { readonly nodeId: string }): Layer.Layer<never> =>
-  Layer.unwrapEffect(Effect.map(OtelTracer.make, (tracer) => Layer.setTracer(withoutContextPropagation(tracer)))).pipe(
-    Layer.provide(OtelTracer.layerTracer),
-    Layer.provide(layerTracerProvider(settings)),
+      )
+      return Layer.setTracer(makeExportTracer(processor, resource, settings.serviceName))
+    }),
+  ).pipe(
     Layer.provide(
       OtelResource.layerFromEnv(
         OtelResource.configToAttributes({
