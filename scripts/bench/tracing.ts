@@ -1,5 +1,5 @@
 /**
- * `npm run bench -- tracing [--n 20k] [--dim 64] [--rounds 3] [--seconds 10]
+ * `npm run bench -- tracing [--n 20k] [--dim 64] [--rounds 5] [--seconds 10]
  *   [--concurrency 4] [--ef 64] [--quick]`
  *
  * The cost of span export on the HTTP query path: the built allidbd serves the
@@ -173,6 +173,7 @@ export const runTracing = async (o: {
   const vectors = Array.from({ length: d.queries }, (_, i) => toArray(queryOf(d, i)))
   const dir = await loadPrivateDataDir(d)
   const sink = await startSink()
+  log(`load average before the runs: ${Os.loadavg().map((x) => fmt(x, 2)).join(", ")} on ${Os.cpus().length} CPUs`)
   log(
     `tracing export off vs on: ${label(d)}, HTTP POST /v1/query top-10 (ef ${o.ef}), ${o.concurrency} clients, ` +
       `${o.seconds} s per run after ${o.warmupSeconds} s warm-up, ${o.rounds} rounds; sink ${sink.url}`,
@@ -299,7 +300,8 @@ if (isMain(import.meta.url)) {
   const result = await runTracing({
     n: numbers("n", "20k")[0]!,
     dim: Number(option("dim", "64")),
-    rounds: Number(option("rounds", quick ? "1" : "3")),
+    // Five pairs by default: on a shared machine single pairs swing by ±30%; the paired median needs several.
+    rounds: Number(option("rounds", quick ? "1" : "5")),
     seconds: Number(option("seconds", quick ? "3" : "10")),
     warmupSeconds: Number(option("warmup", quick ? "1" : "2")),
     concurrency: Number(option("concurrency", "4")),
