@@ -415,7 +415,7 @@ export const make: Effect.Effect<QueryExecutorShape, never, Tenants | StorageEng
       let walkMs = 0
 
       const rank = (): ReadonlyArray<Candidate> => {
-        scored.sort(Scorer.compareRanked)
+        Scorer.sortRanked(scored)
         if (scored.length > request.k) scored.length = request.k
         // The score stage: scoring and ranking, the expansion's own walk excluded.
         const scoreMs = performance.now() - scoreStarted - walkMs

@@ -84,4 +84,20 @@ describe("Scorer", () => {
       { seed },
     )
   })
+
+  it("sortRanked orders like sort(compareRanked), short lists and long", () => {
+    fc.assert(
+      fc.property(
+        fc.uniqueArray(fc.record({ id: fc.string({ maxLength: 3 }), score: fc.constantFrom(0, 0.5, 1, -0.25) }), {
+          selector: (r) => r.id,
+          maxLength: 60,
+        }),
+        (items) => {
+          const expected = [...items].sort(Scorer.compareRanked)
+          assert.deepStrictEqual(Scorer.sortRanked([...items]), expected)
+        },
+      ),
+      { seed },
+    )
+  })
 })
