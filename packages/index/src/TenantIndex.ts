@@ -16,7 +16,7 @@
 import type { Entity, Metadata } from "@allidb/core"
 import hnswlib from "hnswlib-node"
 import type * as Filter from "./Filter.js"
-import { postingKeys } from "./Filter.js"
+import { metadataKey, typeKey } from "./Filter.js"
 import { Adjacency } from "./Graph.js"
 import type { Metric } from "./UnifiedIndex.js"
 
@@ -82,7 +82,11 @@ export class TenantIndex {
   scoring: Float64Array = new Float64Array(0)
   readonly attrs = new Map<string, Attributes>()
   readonly graph = new Adjacency()
+  /** Labels by posting key (Filter's typeKey / metadataKey): what filters look up. */
   readonly postings = new Map<string, Set<number>>()
+  /** The same sets by type, and by metadata field then value (see postingSet). */
+  private readonly typeSets = new Map<string | number | boolean, Set<number>>()
+  private readonly metadataSets = new Map<string, Map<string | number | boolean, Set<number>>>()
   liveVectors = 0
   /** Milliseconds spent inside hnswlib's addPoint (the rest of applying a row is the index's own overhead). */
   addPointMs = 0
@@ -165,27 +169,56 @@ export class TenantIndex {
     return outcome
   }
 
+  /**
+   * The posting set of a type or a metadata pair, found through two-level
+   * maps keyed by the values themselves: building and hashing the string key
+   * (`postings`' key, which filters look up) on every row cost more than the
+   * rest of posting it. `create`: make (and register) a missing set.
+   */
+  private postingSet(field: string | undefined, value: string | number | boolean, create: boolean): Set<number> | undefined {
+    let byValue = field === undefined ? this.typeSets : this.metadataSets.get(field)
+    if (byValue === undefined) {
+      if (!create) return undefined
+      byValue = new Map()
+      this.metadataSets.set(field!, byValue)
+    }
+    let set = byValue.get(value)
+    if (set === undefined && create) {
+      set = new Set()
+      byValue.set(value, set)
+      this.postings.set(field === undefined ? typeKey(value as string) : metadataKey(field, value), set)
+    }
+    return set
+  }
+
+  private dropPostingSet(field: string | undefined, value: string | number | boolean): void {
+    const byValue = field === undefined ? this.typeSets : this.metadataSets.get(field)
+    byValue?.delete(value)
+    if (field !== undefined && byValue?.size === 0) this.metadataSets.delete(field)
+    this.postings.delete(field === undefined ? typeKey(value as string) : metadataKey(field, value))
+  }
+
   private post(attrs: Attributes): void {
-    if (attrs.label < 0 || (attrs.type === undefined && attrs.metadata === undefined)) return
-    for (const key of postingKeys(attrs)) {
-      let set = this.postings.get(key)
-      if (set === undefined) {
-        set = new Set()
-        this.postings.set(key, set)
-      }
-      set.add(attrs.label)
+    if (attrs.label < 0) return
+    if (attrs.type !== undefined) this.postingSet(undefined, attrs.type, true)!.add(attrs.label)
+    const metadata = attrs.metadata
+    if (metadata !== undefined) {
+      for (const field of Object.keys(metadata)) this.postingSet(field, metadata[field]!, true)!.add(attrs.label)
     }
   }
 
   private unpost(attrs: Attributes): void {
-    if (attrs.label < 0 || (attrs.type === undefined && attrs.metadata === undefined)) return
-    for (const key of postingKeys(attrs)) {
-      const set = this.postings.get(key)
+    if (attrs.label < 0) return
+    const remove = (field: string | undefined, value: string | number | boolean) => {
+      const set = this.postingSet(field, value, false)
       if (set !== undefined) {
         set.delete(attrs.label)
-        if (set.size === 0) this.postings.delete(key)
+        if (set.size === 0) this.dropPostingSet(field, value)
       }
     }
+    if (attrs.type !== undefined) remove(undefined, attrs.type)
+    const metadata = attrs.metadata
+    if (metadata !== undefined) for (const field of Object.keys(metadata)) remove(field, metadata[field]!)
   }
 
   private setScoring(label: number, attrs: Attributes): void {
@@ -218,6 +251,8 @@ export class TenantIndex {
   /** Rebuilds the posting sets from the attributes (after a snapshot load). */
   rebuildPostings(): void {
     this.postings.clear()
+    this.typeSets.clear()
+    this.metadataSets.clear()
     for (const attrs of this.attrs.values()) this.post(attrs)
   }
 

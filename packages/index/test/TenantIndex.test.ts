@@ -1,5 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Entity, type EntityId, SeededRandom } from "@allidb/core"
+import * as Filter from "../src/Filter.js"
 import { TenantIndex } from "../src/TenantIndex.js"
 
 const params = { m: 8, efConstruction: 50, randomSeed: 100, initialCapacity: 4, growthFactor: 2 }
@@ -72,6 +73,10 @@ describe("TenantIndex", () => {
           ...(r < 0.25 ? {} : { vector: pick([[1, 2], [3, 4], [random() * 10, random() * 10]]) }),
           ...(random() < 0.3 ? {} : { importance: pick([0, 0.25, 1, random()]) }),
           ...(random() < 0.3 ? {} : { updatedAt: pick([0, -5, 1_700_000_000_000, Number.NaN, random() * 1e6]) }),
+          ...(random() < 0.4 ? {} : { type: pick(["doc", "chunk", "1", `t${Math.floor(random() * 200)}`]) }),
+          ...(random() < 0.4
+            ? {}
+            : { metadata: random() < 0.5 ? { n: pick([1, "1", true, 0, -0]) } : { n: pick([1, 2]), lang: pick(["en", "de", "1"]) } }),
         })
         index.applyRow(id, entity)
       }
@@ -82,6 +87,17 @@ describe("TenantIndex", () => {
         assert.deepStrictEqual(index.importanceAt(attrs.label), attrs.importance, where)
         assert.deepStrictEqual(index.updatedAtAt(attrs.label), attrs.updatedAt, where)
       }
+      // The posting sets filters look up: exactly the live labels per type and metadata pair.
+      const expected = new Map<string, Array<number>>()
+      for (const attrs of index.attrs.values()) {
+        if (attrs.label < 0) continue
+        for (const key of Filter.postingKeys(attrs)) expected.set(key, [...(expected.get(key) ?? []), attrs.label])
+      }
+      assert.deepStrictEqual(
+        new Map([...index.postings].map(([key, set]) => [key, [...set].sort((a, b) => a - b)])),
+        new Map([...expected].map(([key, labels]) => [key, labels.sort((a, b) => a - b)])),
+        `postings, seed ${seed}, step ${step}`,
+      )
     }
     assert.isAbove(index.capacity, params.initialCapacity, "the run must have grown the index")
     assert.isAbove(index.freeLabels.length + index.liveVectors, 0)
