@@ -88,6 +88,7 @@ export const make: Effect.Effect<
       // The last occurrence of a repeated id wins; earlier ones are reported,
       // because two puts of one row in one batch would share a timestamp.
       const lastIndex = new Map<string, number>()
+      const dimensionAnswers = new Map<number, Either.Either<void, DimensionMismatch>>()
       for (const [i, e] of entities.entries()) lastIndex.set(e.id, i)
       for (const [i, entity] of entities.entries()) {
         const field = `entities[${i}]`
@@ -107,9 +108,21 @@ export const make: Effect.Effect<
           continue
         }
         if (entity.vector !== undefined) {
-          const dimension = yield* Effect.either(index.ensureDimension(tenant, entity.vector.length, `${field}.vector`))
-          if (Either.isLeft(dimension)) {
-            failed.push({ id: entity.id, error: dimension.left })
+          // One ensureDimension per distinct length in the batch: a tenant's
+          // dimension, once fixed, never changes, so its answer for a length
+          // holds for every later entity (the error names each one's field).
+          const length = entity.vector.length
+          let answer = dimensionAnswers.get(length)
+          if (answer === undefined) {
+            answer = yield* Effect.either(index.ensureDimension(tenant, length, `${field}.vector`))
+            dimensionAnswers.set(length, answer)
+          }
+          if (Either.isLeft(answer)) {
+            const e = answer.left
+            failed.push({
+              id: entity.id,
+              error: e.field === `${field}.vector` ? e : new DimensionMismatch({ field: `${field}.vector`, expected: e.expected, actual: e.actual }),
+            })
             continue
           }
         }

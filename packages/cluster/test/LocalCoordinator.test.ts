@@ -81,6 +81,26 @@ describe("LocalCoordinator", () => {
     }),
   )
 
+  it.effect("a batch on a fresh tenant: the first vector fixes the dimension, every later mismatch names its own field", () =>
+    Effect.gen(function* () {
+      const { coordinator } = yield* setup
+      const result = yield* coordinator.upsert(alpha, [
+        entity("a", [1, 2]),
+        entity("b", [1, 2, 3]),
+        entity("c", [3, 2]),
+        entity("d", [0, 0, 1]),
+      ])
+      assert.deepStrictEqual<ReadonlyArray<string>>(result.ids, ["a", "c"])
+      assert.deepStrictEqual(
+        result.failed.map((f) => [f.id, f.error._tag, f.error.field, f.error.message]),
+        [
+          ["b", "DimensionMismatch", "entities[1].vector", "entities[1].vector: vector dimension 3 does not match the tenant's dimension 2"],
+          ["d", "DimensionMismatch", "entities[3].vector", "entities[3].vector: vector dimension 3 does not match the tenant's dimension 2"],
+        ],
+      )
+    }),
+  )
+
   it.effect("a repeated id writes the last occurrence and reports the earlier ones", () =>
     Effect.gen(function* () {
       const { coordinator } = yield* setup
