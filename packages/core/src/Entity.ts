@@ -139,6 +139,14 @@ const isPlainObject = (u: unknown): u is Record<string, unknown> => {
 const instanceOf = <C>(klass: { readonly prototype: C }, props: object): C =>
   Object.assign(Object.create(klass.prototype as object) as object, props) as C
 
+/**
+ * An instance of a Schema class from props that are already valid and hold
+ * every default (e.g. decoded from storage), without the constructor's
+ * per-field work: the same object `new C(props, true)` makes. Never for
+ * input from outside the process.
+ */
+export const unsafeInstance: <C>(klass: { readonly prototype: C }, props: Omit<C, never>) => C = instanceOf
+
 const isFiniteNumber = (u: unknown): u is number => typeof u === "number" && Number.isFinite(u)
 const isUnit = (u: unknown): u is number => isFiniteNumber(u) && u >= 0 && u <= 1
 const isVectorValue = (u: unknown): u is ReadonlyArray<number> => {

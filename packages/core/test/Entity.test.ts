@@ -1,7 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import * as Either from "effect/Either"
 import * as Schema from "effect/Schema"
-import { Entity, EntityId, QueryRequest, TenantId } from "../src/index.js"
+import { ChunkId, Entity, EntityId, GraphEdge, QueryRequest, Relation, TenantId, TextChunk, unsafeInstance } from "../src/index.js"
 
 const decodeEntity = Schema.decodeUnknownEither(Entity)
 
@@ -58,5 +58,32 @@ describe("QueryRequest", () => {
     assert.isTrue(Either.isRight(decode({ vector: [1], k: 10 })))
     assert.isTrue(Either.isLeft(decode({ vector: [1], k: 0 })))
     assert.isTrue(Either.isLeft(decode({ vector: [1], k: 1_000_000 })))
+  })
+})
+
+describe("unsafeInstance", () => {
+  it("makes what the constructor makes from valid props: same class, keys, encoding and equality", () => {
+    const props = {
+      id: EntityId.make("e1"),
+      type: "doc",
+      vector: [0.5, -1, 2],
+      vectorVersion: 3,
+      metadata: { lang: "en", n: 2 },
+      importance: 0.25,
+      chunks: [unsafeInstance(TextChunk, { id: ChunkId.make("c1"), text: "hello" })],
+      edges: [unsafeInstance(GraphEdge, { relation: Relation.make("cites"), to: EntityId.make("e2"), weight: 0.5 })],
+      createdAt: 1,
+      updatedAt: 2,
+    }
+    const built = unsafeInstance(Entity, props)
+    const constructed = new Entity({
+      ...props,
+      chunks: [new TextChunk({ id: ChunkId.make("c1"), text: "hello" })],
+      edges: [new GraphEdge({ relation: Relation.make("cites"), to: EntityId.make("e2"), weight: 0.5 })],
+    })
+    assert.isTrue(built instanceof Entity)
+    assert.deepStrictEqual(Object.keys(built), Object.keys(constructed))
+    assert.deepStrictEqual(Schema.encodeSync(Entity)(built), Schema.encodeSync(Entity)(constructed))
+    assert.deepStrictEqual(built, constructed)
   })
 })

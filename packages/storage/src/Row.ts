@@ -20,6 +20,7 @@ import {
   type Relation,
   type TenantId,
   TextChunk,
+  unsafeInstance,
 } from "@allidb/core"
 import * as RowCodec from "./RowCodec.js"
 import type { Mutation } from "./StorageEngine.js"
@@ -388,42 +389,36 @@ export const toEntity = (id: EntityId, row: Row): Entity | undefined => {
   }
   chunks.sort((a, b) => a.value.index - b.value.index || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
   edges.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
-  return new Entity(
-    definedProps({
-      id,
-      type: meta?.type,
-      vector: vector === undefined ? undefined : Array.from(vector.values),
-      vectorVersion: vector?.version,
-      metadata: meta?.metadata,
-      importance: meta?.importance,
-      chunks:
-        chunks.length === 0
-          ? undefined
-          : chunks.map(
-              (c) =>
-                new TextChunk(
-                  definedProps({ id: c.id as ChunkId, text: c.value.text, metadata: c.value.metadata }),
-                  { disableValidation: true },
-                ),
-            ),
-      edges:
-        edges.length === 0
-          ? undefined
-          : edges.map((e) => {
-              const sep = e.name.indexOf("\u0000")
-              return new GraphEdge(
-                definedProps({
-                  relation: e.name.slice(1, sep) as Relation,
-                  to: e.name.slice(sep + 1) as EntityId,
-                  weight: e.value.weight,
-                  metadata: e.value.metadata,
-                }),
-                { disableValidation: true },
-              )
-            }),
-      createdAt: meta?.createdAt,
-      updatedAt: meta?.updatedAt,
-    }),
-    { disableValidation: true },
-  )
+  // Stored rows are valid entities: instances are built without the Schema
+  // constructors' per-field work (the index re-reads every written entity).
+  const props: { -readonly [K in keyof Entity]?: Entity[K] } = { id }
+  if (meta?.type !== undefined) props.type = meta.type
+  if (vector !== undefined) {
+    props.vector = Array.from(vector.values)
+    props.vectorVersion = vector.version
+  }
+  if (meta?.metadata !== undefined) props.metadata = meta.metadata
+  if (meta?.importance !== undefined) props.importance = meta.importance
+  if (chunks.length > 0) {
+    props.chunks = chunks.map((c) => {
+      const chunk: { -readonly [K in keyof TextChunk]?: TextChunk[K] } = { id: c.id as ChunkId, text: c.value.text }
+      if (c.value.metadata !== undefined) chunk.metadata = c.value.metadata
+      return unsafeInstance(TextChunk, chunk as TextChunk)
+    })
+  }
+  if (edges.length > 0) {
+    props.edges = edges.map((e) => {
+      const sep = e.name.indexOf("\u0000")
+      const edge: { -readonly [K in keyof GraphEdge]?: GraphEdge[K] } = {
+        relation: e.name.slice(1, sep) as Relation,
+        to: e.name.slice(sep + 1) as EntityId,
+        weight: e.value.weight,
+      }
+      if (e.value.metadata !== undefined) edge.metadata = e.value.metadata
+      return unsafeInstance(GraphEdge, edge as GraphEdge)
+    })
+  }
+  if (meta?.createdAt !== undefined) props.createdAt = meta.createdAt
+  if (meta?.updatedAt !== undefined) props.updatedAt = meta.updatedAt
+  return unsafeInstance(Entity, props as Entity)
 }
