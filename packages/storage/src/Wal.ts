@@ -82,6 +82,22 @@ interface Pending {
   readonly done: (error: StorageFailure | undefined) => void
 }
 
+/** Callbacks waiting for a condition; `releaseAll` resumes the ones registered so far. */
+class Waiters {
+  private list: Array<() => void> = []
+
+  add(waiter: () => void): void {
+    this.list.push(waiter)
+  }
+
+  releaseAll(): void {
+    if (this.list.length === 0) return
+    const waiting = this.list
+    this.list = []
+    for (const w of waiting) w()
+  }
+}
+
 interface Segment {
   readonly name: string
   readonly path: string
@@ -298,12 +314,12 @@ export const make: Effect.Effect<WalShape, StorageFailure | Corruption, Disk.Dis
     let writing = false
     let closing = false
     let failed: StorageFailure | undefined
-    let idleWaiters: Array<() => void> = []
+    const idleWaiters = new Waiters()
     /** Written batches waiting for the syncer, oldest first. */
     let unsynced: Array<{ readonly batch: ReadonlyArray<Pending>; readonly sync: boolean }> = []
     let syncing = false
     let wakeSyncer: (() => void) | undefined
-    let syncerIdleWaiters: Array<() => void> = []
+    const syncerIdleWaiters = new Waiters()
 
     /** Appends worth splitting: below this a half-batch saves less than an fdatasync costs. */
     const SPLIT_MIN = 16
@@ -327,7 +343,7 @@ export const make: Effect.Effect<WalShape, StorageFailure | Corruption, Disk.Dis
     /** Waits until every written batch is synced and completed (before a rotation, and when idle). */
     const syncerIdle = Effect.async<void>((resume) => {
       if (unsynced.length === 0 && !syncing) return resume(Effect.void)
-      syncerIdleWaiters.push(() => resume(Effect.void))
+      syncerIdleWaiters.add(() => resume(Effect.void))
     })
 
     const writeBatch = (batch: ReadonlyArray<Pending>) =>
@@ -381,6 +397,11 @@ export const make: Effect.Effect<WalShape, StorageFailure | Corruption, Disk.Dis
           : Effect.void
       })
 
+    /** Resumes `waitIdle` callers once nothing is queued, being written or waiting for a sync. */
+    const notifyIdle = (): void => {
+      if (queue.length === 0 && !writing && unsynced.length === 0 && !syncing) idleWaiters.releaseAll()
+    }
+
     const waitForWork = Effect.async<void>((resume) => {
       if (queue.length > 0) return resume(Effect.void)
       wake = () => resume(Effect.void)
@@ -390,11 +411,7 @@ export const make: Effect.Effect<WalShape, StorageFailure | Corruption, Disk.Dis
       while (true) {
         if (queue.length === 0) {
           writing = false
-          if (idleWaiters.length > 0 && unsynced.length === 0 && !syncing) {
-            const waiters = idleWaiters
-            idleWaiters = []
-            for (const w of waiters) w()
-          }
+          notifyIdle()
           yield* waitForWork
           // Let the fibers that are already runnable (writers just resumed by
           // the previous commit) enqueue first: bigger batches, fewer syncs.
@@ -434,16 +451,8 @@ export const make: Effect.Effect<WalShape, StorageFailure | Corruption, Disk.Dis
       while (true) {
         if (unsynced.length === 0) {
           syncing = false
-          if (syncerIdleWaiters.length > 0) {
-            const waiters = syncerIdleWaiters
-            syncerIdleWaiters = []
-            for (const w of waiters) w()
-          }
-          if (!writing && queue.length === 0 && idleWaiters.length > 0) {
-            const waiters = idleWaiters
-            idleWaiters = []
-            for (const w of waiters) w()
-          }
+          syncerIdleWaiters.releaseAll()
+          notifyIdle()
           yield* waitForWritten
         }
         syncing = true
@@ -497,7 +506,7 @@ export const make: Effect.Effect<WalShape, StorageFailure | Corruption, Disk.Dis
 
     const waitIdle = Effect.async<void>((resume) => {
       if (queue.length === 0 && !writing && unsynced.length === 0 && !syncing) return resume(Effect.void)
-      idleWaiters.push(() => resume(Effect.void))
+      idleWaiters.add(() => resume(Effect.void))
     })
 
     const syncActive = Effect.suspend(() => (active === undefined ? Effect.void : active.file.sync))
