@@ -659,6 +659,40 @@ export const make: Effect.Effect<
       ? guard.violation(caller, tenant, "get")
       : Effect.map(readRow(Row.makeKey(tenant, id)), (row) => (row === undefined ? undefined : Row.toEntity(id, row)))
 
+  /**
+   * Rows no table may hold (their bloom filters say so) are answered from the
+   * memtables in one synchronous pass — the index re-reads every entity it is
+   * fed, which are mostly fresh keys; the others are read like `get`. Both
+   * checks run in the same synchronous step, so no flush can move a row from
+   * the memtables into a table between them.
+   */
+  const getMany = (tenant: TenantId, ids: ReadonlyArray<EntityId>) =>
+    Effect.suspend((): Effect.Effect<ReadonlyArray<Entity | undefined>, ReadError> => {
+      const out: Array<Entity | undefined> = new Array(ids.length)
+      let inTables: Array<number> | undefined
+      for (let i = 0; i < ids.length; i++) {
+        const key = Row.makeKey(tenant, ids[i]!)
+        if (store.mayContainUnsafe(key)) {
+          ;(inTables ??= []).push(i)
+          continue
+        }
+        const row = memtable.getUnsafe(key)
+        out[i] = row === undefined ? undefined : Row.toEntity(ids[i]!, row)
+      }
+      if (inTables === undefined) return Effect.succeed(out)
+      return Effect.as(
+        Effect.forEach(
+          inTables,
+          (i) =>
+            Effect.map(get(tenant, tenant, ids[i]!), (entity) => {
+              out[i] = entity
+            }),
+          { discard: true },
+        ),
+        out,
+      )
+    })
+
   const scan = (caller: TenantId, tenant: TenantId, options: ScanOptions) =>
     Effect.scoped(Effect.gen(function* () {
       if (tenant !== caller) return yield* guard.violation(caller, tenant, "scan")
@@ -736,8 +770,7 @@ export const make: Effect.Effect<
   const engine: Engine = {
     write,
     get,
-    getMany: (caller, tenant, ids) =>
-      tenant !== caller ? guard.violation(caller, tenant, "getMany") : Effect.forEach(ids, (id) => get(caller, tenant, id)),
+    getMany: (caller, tenant, ids) => (tenant !== caller ? guard.violation(caller, tenant, "getMany") : getMany(tenant, ids)),
     scan,
     tenants,
     changedSince,

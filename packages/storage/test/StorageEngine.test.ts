@@ -27,6 +27,33 @@ const withEngine = <A, E>(
 const storedValue = (e: Entity | undefined): string | undefined => e?.metadata?.v as string | undefined
 
 describe("StorageEngine", () => {
+  it.live("getMany answers what get answers, for rows in memtables, in tables, in both, deleted and absent", () =>
+    Effect.gen(function* () {
+      const fs = Disk.makeMemoryFileSystem()
+      const seed = Date.now() % 100_000
+      const random = rng(seed)
+      yield* withEngine(fs, { ...smallConfig, compactionMinThreshold: 1000 }, (engine) =>
+        Effect.gen(function* () {
+          for (let step = 0; step < 600; step++) {
+            const n = Math.floor(random() * 80)
+            const r = random()
+            if (r < 0.15) yield* engine.write(T, [del(T, n)])
+            else yield* engine.write(T, [put(T, entity(n, `v${step}`, r < 0.5 ? { createdAt: step } : {}))])
+            if (step % 150 === 149) yield* engine.flush
+          }
+          // Keys no table holds (fresh since the last flush), a deleted one, and overwrites of flushed ones.
+          for (let n = 200; n < 230; n++) yield* engine.write(T, [put(T, entity(n, `fresh${n}`))])
+          yield* engine.write(T, [del(T, 205), put(T, entity(3, "over")), put(T, entity(4, "over"))])
+          const ids = [...Array.from({ length: 100 }, (_, n) => id(n)), ...Array.from({ length: 40 }, (_, n) => id(200 + n))]
+          const one = yield* Effect.forEach(ids, (i) => engine.get(T, T, i))
+          const many = yield* engine.getMany(T, T, ids)
+          assert.deepStrictEqual(many, one, `seed ${seed}`)
+          assert.isAbove(many.filter((e) => e !== undefined).length, 0)
+        }),
+      )
+    }),
+  )
+
   it.live("put, get, overwrite keeps createdAt, delete, edges, getMany, commit events in order", () =>
     Effect.gen(function* () {
       const fs = Disk.makeMemoryFileSystem()
