@@ -669,17 +669,17 @@ export const make: Effect.Effect<
   const getMany = (tenant: TenantId, ids: ReadonlyArray<EntityId>) =>
     Effect.suspend((): Effect.Effect<ReadonlyArray<Entity | undefined>, ReadError> => {
       const out: Array<Entity | undefined> = new Array(ids.length)
-      let inTables: Array<number> | undefined
+      const inTables: Array<number> = []
       for (let i = 0; i < ids.length; i++) {
         const key = Row.makeKey(tenant, ids[i]!)
         if (store.mayContainUnsafe(key)) {
-          ;(inTables ??= []).push(i)
+          inTables.push(i)
           continue
         }
         const row = memtable.getUnsafe(key)
         out[i] = row === undefined ? undefined : Row.toEntity(ids[i]!, row)
       }
-      if (inTables === undefined) return Effect.succeed(out)
+      if (inTables.length === 0) return Effect.succeed(out)
       return Effect.as(
         Effect.forEach(
           inTables,
