@@ -45,8 +45,9 @@ export const lowerBound = (keys: ReadonlyArray<Row.Key>, key: Row.Key): number =
  * into a shared slab instead of a graph of maps and cells, which is what
  * kept the garbage collector busy on the write path; a read decodes.
  */
-class Slot implements RowCodec.RowStats {
+class Slot implements RowCodec.EncodedRow {
   constructor(
+    readonly key: Row.Key,
     readonly bytes: Uint8Array,
     readonly seq: number,
     readonly tombstones: number,
@@ -56,8 +57,8 @@ class Slot implements RowCodec.RowStats {
     readonly maxNode: number,
   ) {}
 
-  static of(bytes: Uint8Array, seq: number, stats: RowCodec.RowStats): Slot {
-    return new Slot(bytes, seq, stats.tombstones, stats.minWall, stats.minNode, stats.maxWall, stats.maxNode)
+  static of(key: Row.Key, bytes: Uint8Array, seq: number, stats: Row.RowStats): Slot {
+    return new Slot(key, bytes, seq, stats.tombstones, stats.minWall, stats.minNode, stats.maxWall, stats.maxNode)
   }
 
   row(): Row.Row {
@@ -110,12 +111,12 @@ export class RowMap {
     const existing = this.slots.get(key)
     let slot: Slot
     if (existing === undefined) {
-      slot = Slot.of(bytes, row.seq, RowCodec.rowStats(row))
+      slot = Slot.of(key, bytes, row.seq, Row.rowStats(row))
       this.pending.push(key)
       this.byteCount += bytes.length + KEY_OVERHEAD + key.length
     } else {
       const merged = Row.merge(existing.row(), row)
-      slot = Slot.of(RowCodec.encodeRow(merged), merged.seq, RowCodec.rowStats(merged))
+      slot = Slot.of(key, RowCodec.encodeRow(merged), merged.seq, Row.rowStats(merged))
       this.byteCount += slot.bytes.length - existing.bytes.length
     }
     this.slots.set(key, slot)
@@ -124,11 +125,6 @@ export class RowMap {
 
   get(key: Row.Key): Row.Row | undefined {
     return this.slots.get(key)?.row()
-  }
-
-  /** True when the key has a row here (no decoding). */
-  has(key: Row.Key): boolean {
-    return this.slots.has(key)
   }
 
   /** No more writes; sorts the keys once so every later scan is a plain walk. */
@@ -167,19 +163,7 @@ export class RowMap {
 
   /** Every row in key order in its encoded form (a flush copies the bytes instead of re-encoding). */
   *encodedEntries(): IterableIterator<RowCodec.EncodedRow> {
-    for (const key of this.sortedKeys()) {
-      const s = this.slots.get(key) as Slot
-      yield {
-        key,
-        bytes: s.bytes,
-        seq: s.seq,
-        tombstones: s.tombstones,
-        minWall: s.minWall,
-        minNode: s.minNode,
-        maxWall: s.maxWall,
-        maxNode: s.maxNode,
-      }
-    }
+    for (const key of this.sortedKeys()) yield this.slots.get(key) as Slot
   }
 
   private *walk(keys: ReadonlyArray<Row.Key>, start?: Row.Key, end?: Row.Key): IterableIterator<Row.KeyedRow> {

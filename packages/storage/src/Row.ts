@@ -206,6 +206,28 @@ export const tombstoneCount = (row: Row): number => {
   return n
 }
 
+/**
+ * What a table's properties need from a row (FORMAT.md "Properties"): kept
+ * beside a memtable row's bytes when it enters the memtable, so a flush can
+ * copy the bytes without decoding them again. `minWall` is -1 for a row
+ * without any timestamp (no tombstone and no cells).
+ */
+export interface RowStats {
+  readonly tombstones: number
+  readonly minWall: number
+  readonly minNode: number
+  readonly maxWall: number
+  readonly maxNode: number
+}
+
+export const rowStats = (row: Row): RowStats => {
+  const range = timestampRange(row)
+  const tombstones = tombstoneCount(row)
+  return range === undefined
+    ? { tombstones, minWall: -1, minNode: 0, maxWall: -1, maxNode: 0 }
+    : { tombstones, minWall: range.min.wall, minNode: range.min.node, maxWall: range.max.wall, maxNode: range.max.node }
+}
+
 /** True when the row holds no tombstone and no cell at all: it can be dropped. */
 export const isEmpty = (row: Row): boolean => row.deletedAt === undefined && row.cells.size === 0
 

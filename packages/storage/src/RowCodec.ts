@@ -5,9 +5,8 @@
  * so one row has exactly one encoding (the merge tiebreak compares encodings).
  */
 import { endianness } from "node:os"
-import { Hlc } from "@allidb/core"
 import { Packr } from "msgpackr"
-import type { Cell, CellName, CellValue, Key, Row } from "./Row.js"
+import type { Cell, CellName, CellValue, Key, Row, RowStats } from "./Row.js"
 
 /** Version byte at the start of every encoded row. */
 export const ROW_FORMAT_VERSION = 1
@@ -425,39 +424,11 @@ const varintLength = (v: number): number => {
   return n
 }
 
-/**
- * What a table's properties need from a row (FORMAT.md "Properties"),
- * computed once when the row enters the memtable so a flush can copy its
- * bytes without decoding it again. `minWall` is -1 for a row without any
- * timestamp (no tombstone and no cells).
- */
-export interface RowStats {
-  readonly tombstones: number
-  readonly minWall: number
-  readonly minNode: number
-  readonly maxWall: number
-  readonly maxNode: number
-}
-
 /** A row in its encoded form, with its seq and stats (a memtable flush feeds these to the table builder). */
 export interface EncodedRow extends RowStats {
   readonly key: Key
   readonly bytes: Uint8Array
   readonly seq: number
-}
-
-export const rowStats = (row: Row): RowStats => {
-  let tombstones = row.deletedAt === undefined ? 0 : 1
-  let min = row.deletedAt
-  let max = row.deletedAt
-  for (const cell of row.cells.values()) {
-    if (cell.value === undefined) tombstones++
-    if (min === undefined || Hlc.compare(cell.ts, min) < 0) min = cell.ts
-    if (max === undefined || Hlc.compare(cell.ts, max) > 0) max = cell.ts
-  }
-  return min === undefined || max === undefined
-    ? { tombstones, minWall: -1, minNode: 0, maxWall: -1, maxNode: 0 }
-    : { tombstones, minWall: min.wall, minNode: min.node, maxWall: max.wall, maxNode: max.node }
 }
 
 // ---------------------------------------------------------------------------

@@ -298,22 +298,14 @@ export class TableBuilder {
     this.rowScratch.reset()
     RowCodec.writeRow(this.rowScratch, row)
     this.block.latin1(key).bytes(this.rowScratch.view())
-    const range = Row.timestampRange(row)
-    this.account(key, row.seq, Row.tombstoneCount(row), range?.min, range?.max)
+    this.account(key, row.seq, Row.rowStats(row))
   }
 
   /** `add` for a row already encoded (a memtable flush): its bytes are copied with the seq put in. */
   addEncoded(row: RowCodec.EncodedRow): void {
     this.checkOrder(row.key)
     RowCodec.writeRowWithSeq(this.block.latin1(row.key), row.bytes, row.seq)
-    const hasTs = row.minWall >= 0
-    this.account(
-      row.key,
-      row.seq,
-      row.tombstones,
-      hasTs ? { wall: row.minWall, node: row.minNode } : undefined,
-      hasTs ? { wall: row.maxWall, node: row.maxNode } : undefined,
-    )
+    this.account(row.key, row.seq, row)
   }
 
   private checkOrder(key: Row.Key): void {
@@ -322,13 +314,7 @@ export class TableBuilder {
     }
   }
 
-  private account(
-    key: Row.Key,
-    seq: number,
-    tombstones: number,
-    minTs: Hlc.Timestamp | undefined,
-    maxTs: Hlc.Timestamp | undefined,
-  ): void {
+  private account(key: Row.Key, seq: number, stats: Row.RowStats): void {
     if (this.blockFirst === undefined) this.blockFirst = key
     this.lastKey = key
     this.minKey ??= key
@@ -338,11 +324,15 @@ export class TableBuilder {
       this.hashes = grown
     }
     this.hashes[this.rowCount++] = Bloom.hashKey(key)
-    this.tombstones += tombstones
+    this.tombstones += stats.tombstones
     if (seq < this.minSeq) this.minSeq = seq
     if (seq > this.maxSeq) this.maxSeq = seq
-    if (minTs !== undefined && (this.minTs === undefined || Hlc.compare(minTs, this.minTs) < 0)) this.minTs = minTs
-    if (maxTs !== undefined && (this.maxTs === undefined || Hlc.compare(maxTs, this.maxTs) > 0)) this.maxTs = maxTs
+    if (stats.minWall >= 0) {
+      const min = { wall: stats.minWall, node: stats.minNode }
+      const max = { wall: stats.maxWall, node: stats.maxNode }
+      if (this.minTs === undefined || Hlc.compare(min, this.minTs) < 0) this.minTs = min
+      if (this.maxTs === undefined || Hlc.compare(max, this.maxTs) > 0) this.maxTs = max
+    }
     const sep = key.indexOf("\u0000")
     const prefix = key.slice(0, sep)
     if (prefix !== this.lastTenantPrefix || this.tenants.length === 0) {

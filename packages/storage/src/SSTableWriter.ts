@@ -46,24 +46,17 @@ const isEncoded = <E>(rows: Source<E>): rows is EncodedRows => "_tag" in rows &&
 
 const isIterable = <E>(rows: Source<E>): rows is Iterable<Row.KeyedRow> => Symbol.iterator in rows
 
-/** Adds rows until a chunk is ready or the rows end; true at the end. */
-const fillChunk = (it: Iterator<Row.KeyedRow>, builder: Format.TableBuilder): boolean => {
-  for (;;) {
-    const r = it.next()
-    if (r.done) return true
-    builder.add(r.value.key, r.value.row)
-    if (builder.pendingBytes >= WRITE_CHUNK_BYTES) return false
+/** A function that adds rows from `it` until a chunk is ready or the rows end, and says (true) when they ended. */
+const chunkFiller =
+  <T>(it: Iterator<T>, add: (row: T) => void, builder: Format.TableBuilder) =>
+  (): boolean => {
+    for (;;) {
+      const r = it.next()
+      if (r.done) return true
+      add(r.value)
+      if (builder.pendingBytes >= WRITE_CHUNK_BYTES) return false
+    }
   }
-}
-
-const fillChunkEncoded = (it: Iterator<RowCodec.EncodedRow>, builder: Format.TableBuilder): boolean => {
-  for (;;) {
-    const r = it.next()
-    if (r.done) return true
-    builder.addEncoded(r.value)
-    if (builder.pendingBytes >= WRITE_CHUNK_BYTES) return false
-  }
-}
 
 const joinPath = (dir: string, name: string): string => (dir.endsWith("/") ? `${dir}${name}` : `${dir}/${name}`)
 
@@ -91,20 +84,15 @@ export const write = <E = never>(
         const append = file.append(bytes)
         return options.onBytes === undefined ? append : Effect.zipRight(append, options.onBytes(bytes.length))
       })
-      if (isEncoded(rows)) {
-        // A memtable flush: rows are in memory, so fill a whole chunk synchronously
+      if (isEncoded(rows) || isIterable(rows)) {
+        // Rows in memory (a memtable flush): fill a whole chunk synchronously
         // between appends instead of paying an effect step per row.
-        const it = rows.rows[Symbol.iterator]()
+        const fill = isEncoded(rows)
+          ? chunkFiller(rows.rows[Symbol.iterator](), (row) => builder.addEncoded(row), builder)
+          : chunkFiller(rows[Symbol.iterator](), (row) => builder.add(row.key, row.row), builder)
         let done = false
         while (!done) {
-          done = fillChunkEncoded(it, builder)
-          yield* flushPending
-        }
-      } else if (isIterable(rows)) {
-        const it = rows[Symbol.iterator]()
-        let done = false
-        while (!done) {
-          done = fillChunk(it, builder)
+          done = fill()
           yield* flushPending
         }
       } else {
