@@ -45,7 +45,9 @@ describe("SSTable", () => {
       fc.property(fc.array(fc.tuple(fc.integer({ min: 0, max: 40 }), Arb.row), { minLength: 1, maxLength: 120 }), (changes) => {
         // Keys change more than once: overwrites go through merge and re-encoding.
         const map = new Memtable.RowMap(1)
-        changes.forEach(([k, row], i) => map.apply(Row.makeKey("t", `k${k}`), { ...row, seq: i + 1 }))
+        changes.forEach(([k, row], i) => {
+          map.apply(Row.makeKey("t", `k${k}`), { ...row, seq: i + 1 })
+        })
         map.freeze()
         const fromRows = Format.buildTable(map.entries(), 256, 10)
         const b = new Format.TableBuilder(256, 10)
