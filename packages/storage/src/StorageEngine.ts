@@ -50,6 +50,7 @@ import * as SSTableStore from "./SSTableStore.js"
 import * as SSTableWriter from "./SSTableWriter.js"
 import * as StorageConfig from "./StorageConfig.js"
 import * as TenantGuard from "./TenantGuard.js"
+import { makeSignal, Waiters } from "./Waiters.js"
 import * as Wal from "./Wal.js"
 
 export type Mutation =
@@ -230,27 +231,6 @@ const mutationId = (m: Mutation): EntityId => {
 }
 
 /** A one-shot wake-up: `notify` is synchronous, `wait` resumes at the next notify (or at once if one is pending). */
-const makeSignal = () => {
-  let pending = false
-  let waiter: (() => void) | undefined
-  return {
-    notify: (): void => {
-      if (waiter !== undefined) {
-        const w = waiter
-        waiter = undefined
-        w()
-      } else pending = true
-    },
-    wait: Effect.async<void>((resume) => {
-      if (pending) {
-        pending = false
-        return resume(Effect.void)
-      }
-      waiter = () => resume(Effect.void)
-    }),
-  }
-}
-
 export const make: Effect.Effect<
   Engine,
   StorageFailure | Corruption,
@@ -325,7 +305,7 @@ export const make: Effect.Effect<
   const frozenQueue: Array<Frozen> = [] // oldest first
   const flushSignal = makeSignal()
   const flushLock = yield* Effect.makeSemaphore(1)
-  let stalledWaiters: Array<() => void> = []
+  const stalledWaiters = new Waiters()
   let stallLogged = false
 
   /** Plain code: the write path calls it from the WAL's group-commit callback. */
@@ -349,9 +329,7 @@ export const make: Effect.Effect<
     const ended = yield* Effect.clockWith((c) => c.currentTimeMillis)
     yield* Metric.update(Metrics.flushSeconds, (ended - started) / 1000)
     yield* wal.deleteThrough(next.flushedSeq)
-    const waiters = stalledWaiters
-    stalledWaiters = []
-    for (const w of waiters) w()
+    stalledWaiters.releaseAll()
     if (frozenQueue.length <= config.maxFrozenMemtables) stallLogged = false
   }).pipe(flushLock.withPermits(1))
 
@@ -456,9 +434,7 @@ export const make: Effect.Effect<
       )
     }
     while (frozenQueue.length > config.maxFrozenMemtables) {
-      yield* Effect.async<void>((resume) => {
-        stalledWaiters.push(() => resume(Effect.void))
-      })
+      yield* stalledWaiters.wait
     }
   })
 

@@ -27,6 +27,7 @@ import { Corruption, StorageFailure } from "@allidb/core"
 import * as Disk from "./Disk.js"
 import * as Metrics from "./Metrics.js"
 import { StorageConfig } from "./StorageConfig.js"
+import { Waiters } from "./Waiters.js"
 import * as WalFormat from "./WalFormat.js"
 
 export interface WalShape {
@@ -80,22 +81,6 @@ interface Pending {
   readonly payload: Uint8Array
   readonly sync: boolean
   readonly done: (error: StorageFailure | undefined) => void
-}
-
-/** Callbacks waiting for a condition; `releaseAll` resumes the ones registered so far. */
-class Waiters {
-  private list: Array<() => void> = []
-
-  add(waiter: () => void): void {
-    this.list.push(waiter)
-  }
-
-  releaseAll(): void {
-    if (this.list.length === 0) return
-    const waiting = this.list
-    this.list = []
-    for (const w of waiting) w()
-  }
 }
 
 interface Segment {
@@ -310,7 +295,8 @@ export const make: Effect.Effect<WalShape, StorageFailure | Corruption, Disk.Dis
     // halves take turns between the CPU and the device instead of the whole
     // group waiting for one fdatasync at a time.
     let queue: Array<Pending> = []
-    let wake: (() => void) | undefined
+    /** The writer waiting for appends, and the syncer waiting for written batches. */
+    const workWaiter = new Waiters()
     let writing = false
     let closing = false
     let failed: StorageFailure | undefined
@@ -318,7 +304,7 @@ export const make: Effect.Effect<WalShape, StorageFailure | Corruption, Disk.Dis
     /** Written batches waiting for the syncer, oldest first. */
     let unsynced: Array<{ readonly batch: ReadonlyArray<Pending>; readonly sync: boolean }> = []
     let syncing = false
-    let wakeSyncer: (() => void) | undefined
+    const writtenWaiter = new Waiters()
     const syncerIdleWaiters = new Waiters()
 
     /** Appends worth splitting: below this a half-batch saves less than an fdatasync costs. */
@@ -341,10 +327,7 @@ export const make: Effect.Effect<WalShape, StorageFailure | Corruption, Disk.Dis
     }
 
     /** Waits until every written batch is synced and completed (before a rotation, and when idle). */
-    const syncerIdle = Effect.async<void>((resume) => {
-      if (unsynced.length === 0 && !syncing) return resume(Effect.void)
-      syncerIdleWaiters.add(() => resume(Effect.void))
-    })
+    const syncerIdle = Effect.suspend(() => (unsynced.length === 0 && !syncing ? Effect.void : syncerIdleWaiters.wait))
 
     const writeBatch = (batch: ReadonlyArray<Pending>) =>
       Effect.gen(function* () {
@@ -397,15 +380,14 @@ export const make: Effect.Effect<WalShape, StorageFailure | Corruption, Disk.Dis
           : Effect.void
       })
 
-    /** Resumes `waitIdle` callers once nothing is queued, being written or waiting for a sync. */
+    /** Nothing queued, being written or waiting for a sync. */
+    const isIdle = (): boolean => queue.length === 0 && !writing && unsynced.length === 0 && !syncing
+
     const notifyIdle = (): void => {
-      if (queue.length === 0 && !writing && unsynced.length === 0 && !syncing) idleWaiters.releaseAll()
+      if (isIdle()) idleWaiters.releaseAll()
     }
 
-    const waitForWork = Effect.async<void>((resume) => {
-      if (queue.length > 0) return resume(Effect.void)
-      wake = () => resume(Effect.void)
-    })
+    const waitForWork = Effect.suspend(() => (queue.length > 0 ? Effect.void : workWaiter.wait))
 
     const writer = Effect.gen(function* () {
       while (true) {
@@ -431,21 +413,13 @@ export const make: Effect.Effect<WalShape, StorageFailure | Corruption, Disk.Dis
         let sync = config.syncMode === "always"
         for (const p of batch) if (p.sync) sync = true
         unsynced.push({ batch, sync })
-        if (wakeSyncer !== undefined) {
-          const w = wakeSyncer
-          wakeSyncer = undefined
-          w()
-          // A split batch: let the syncer start on this half before the
-          // next half is written, so the next half gets its own fdatasync.
-          if (queue.length > 0) yield* Effect.yieldNow()
-        }
+        // A split batch: let the idle syncer start on this half before the
+        // next half is written, so the next half gets its own fdatasync.
+        if (writtenWaiter.releaseAll() && queue.length > 0) yield* Effect.yieldNow()
       }
     })
 
-    const waitForWritten = Effect.async<void>((resume) => {
-      if (unsynced.length > 0) return resume(Effect.void)
-      wakeSyncer = () => resume(Effect.void)
-    })
+    const waitForWritten = Effect.suspend(() => (unsynced.length > 0 ? Effect.void : writtenWaiter.wait))
 
     const syncer = Effect.gen(function* () {
       while (true) {
@@ -490,11 +464,7 @@ export const make: Effect.Effect<WalShape, StorageFailure | Corruption, Disk.Dis
       if (closing) return closedError()
       const seq = ++lastAssigned
       queue.push({ seq, payload, sync, done })
-      if (wake !== undefined) {
-        const w = wake
-        wake = undefined
-        w()
-      }
+      workWaiter.releaseAll()
       return seq
     }
 
@@ -504,10 +474,7 @@ export const make: Effect.Effect<WalShape, StorageFailure | Corruption, Disk.Dis
         if (typeof seq !== "number") resume(Effect.fail(seq))
       })
 
-    const waitIdle = Effect.async<void>((resume) => {
-      if (queue.length === 0 && !writing && unsynced.length === 0 && !syncing) return resume(Effect.void)
-      idleWaiters.add(() => resume(Effect.void))
-    })
+    const waitIdle = Effect.suspend(() => (isIdle() ? Effect.void : idleWaiters.wait))
 
     const syncActive = Effect.suspend(() => (active === undefined ? Effect.void : active.file.sync))
 
