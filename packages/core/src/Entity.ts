@@ -8,9 +8,13 @@ import * as Either from "effect/Either"
 import type * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
 import { ChunkId, EntityId, isValidId, Relation, TenantId } from "./Ids.js"
+import { instanceOf, isFiniteNumber, isPlainObject, isVectorValue, utf8AtMost } from "./WireChecks.js"
 
 /** Largest accepted vector dimension. */
 export const MAX_DIMENSION = 16_384
+
+/** Largest accepted `type`, in UTF-8 bytes. */
+const MAX_TYPE_BYTES = 256
 
 const FiniteNumber = Schema.Number.pipe(
   Schema.filter((n) => Number.isFinite(n) || "must be a finite number (not NaN or ±Infinity)"),
@@ -74,7 +78,7 @@ export class GraphEdge extends Schema.Class<GraphEdge>("@allidb/core/GraphEdge")
 }) {}
 
 export const EntityType = Schema.String.pipe(
-  Schema.filter((s) => Buffer.byteLength(s, "utf8") <= 256 || "type must be at most 256 bytes"),
+  Schema.filter((s) => utf8AtMost(s, MAX_TYPE_BYTES) || `type must be at most ${MAX_TYPE_BYTES} bytes`),
 )
 
 /**
@@ -129,16 +133,6 @@ export { TenantId }
 // the schema, so an invalid entity fails with exactly the schema's error.
 // Entity.test.ts checks both paths against the schema on generated input.
 
-const isPlainObject = (u: unknown): u is Record<string, unknown> => {
-  if (typeof u !== "object" || u === null || Array.isArray(u)) return false
-  const proto = Object.getPrototypeOf(u)
-  return proto === Object.prototype || proto === null
-}
-
-/** What `new C(props, true)` makes of `props` for a Schema class whose defaults `props` already holds. */
-const instanceOf = <C>(klass: { readonly prototype: C }, props: object): C =>
-  Object.assign(Object.create(klass.prototype as object) as object, props) as C
-
 /**
  * An instance of a Schema class from props that are already valid and hold
  * every default (e.g. decoded from storage), without the constructor's
@@ -147,13 +141,10 @@ const instanceOf = <C>(klass: { readonly prototype: C }, props: object): C =>
  */
 export const unsafeInstance: <C>(klass: { readonly prototype: C }, props: Omit<C, never>) => C = instanceOf
 
-const isFiniteNumber = (u: unknown): u is number => typeof u === "number" && Number.isFinite(u)
 const isUnit = (u: unknown): u is number => isFiniteNumber(u) && u >= 0 && u <= 1
-const isVectorValue = (u: unknown): u is ReadonlyArray<number> => {
-  if (!Array.isArray(u) || u.length === 0 || u.length > MAX_DIMENSION) return false
-  for (let i = 0; i < u.length; i++) if (!isFiniteNumber(u[i])) return false
-  return true
-}
+const isVector = (u: unknown): u is ReadonlyArray<number> => isVectorValue(u, MAX_DIMENSION)
+/** EntityType's rule. */
+const isEntityType = (u: unknown): u is string => typeof u === "string" && utf8AtMost(u, MAX_TYPE_BYTES)
 
 /** A copy of a string → (string | finite number | boolean) record, or undefined when the fast path refuses it. */
 const copyMetadata = (u: unknown): Metadata | undefined => {
@@ -223,12 +214,11 @@ const fastEntity = (u: unknown): Entity | undefined => {
   if (!isValidId(id)) return undefined
   const props: Record<string, unknown> = { id }
   if ("type" in u) {
-    const type = u.type
-    if (typeof type !== "string" || (type.length * 3 > 256 && Buffer.byteLength(type, "utf8") > 256)) return undefined
-    props.type = type
+    if (!isEntityType(u.type)) return undefined
+    props.type = u.type
   }
   if ("vector" in u) {
-    if (!isVectorValue(u.vector)) return undefined
+    if (!isVector(u.vector)) return undefined
     props.vector = u.vector
   }
   if ("vector_version" in u) {
@@ -299,10 +289,8 @@ const entityFieldsValid = (e: unknown): boolean => {
   const u = e as Record<string, unknown>
   if (!isValidId(u.id)) return false
   // Optional fields: absent, or present with a valid value (undefined goes to the schema).
-  if ("type" in u && !(typeof u.type === "string" && (u.type.length * 3 <= 256 || Buffer.byteLength(u.type, "utf8") <= 256))) {
-    return false
-  }
-  if ("vector" in u && !isVectorValue(u.vector)) return false
+  if ("type" in u && !isEntityType(u.type)) return false
+  if ("vector" in u && !isVector(u.vector)) return false
   if ("vectorVersion" in u && !(typeof u.vectorVersion === "number" && Number.isSafeInteger(u.vectorVersion) && u.vectorVersion >= 0)) {
     return false
   }

@@ -4,6 +4,7 @@
  * where a validated id is required.
  */
 import * as Schema from "effect/Schema"
+import { utf8AtMost } from "./WireChecks.js"
 
 export const MAX_ID_BYTES = 256
 
@@ -15,8 +16,7 @@ const utf8Length = (s: string): number => Buffer.byteLength(s, "utf8")
 /** Why `s` is not a valid id (`what` names it in the message), or undefined when it is. */
 const idProblem = (what: string, s: string): string | undefined => {
   if (s.length === 0) return `${what} must not be empty`
-  // A UTF-16 string of n code units has at most 3n UTF-8 bytes: short ids skip the count.
-  if (s.length * 3 > MAX_ID_BYTES && utf8Length(s) > MAX_ID_BYTES) {
+  if (!utf8AtMost(s, MAX_ID_BYTES)) {
     return `${what} must be at most ${MAX_ID_BYTES} bytes (got ${utf8Length(s)})`
   }
   if (CONTROL_CHARS.test(s)) return `${what} must not contain control characters`

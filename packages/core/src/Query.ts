@@ -7,6 +7,7 @@ import type * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
 import { Entity, MAX_DIMENSION, Metadata, MetadataValue, VectorEmbedding } from "./Entity.js"
 import { EntityId, Relation } from "./Ids.js"
+import { instanceOf, isFiniteNumber, isPlainObject, isVectorValue } from "./WireChecks.js"
 
 export const MAX_K = 10_000
 export const MAX_HOPS = 5
@@ -152,26 +153,12 @@ export { Metadata }
 // invalid request fails with exactly the schema's error. Query.test.ts checks
 // both paths against the schema on generated requests, valid and invalid.
 
-const isPlainObject = (u: unknown): u is Record<string, unknown> => {
-  if (typeof u !== "object" || u === null || Array.isArray(u)) return false
-  const proto = Object.getPrototypeOf(u)
-  return proto === Object.prototype || proto === null
-}
-
-/** VectorEmbedding's rule: 1..MAX_DIMENSION finite numbers. */
-const isVector = (v: unknown): v is ReadonlyArray<number> => {
-  if (!Array.isArray(v) || v.length === 0 || v.length > MAX_DIMENSION) return false
-  for (let i = 0; i < v.length; i++) {
-    const x: unknown = v[i]
-    if (typeof x !== "number" || !Number.isFinite(x)) return false
-  }
-  return true
-}
+const isVector = (u: unknown): u is ReadonlyArray<number> => isVectorValue(u, MAX_DIMENSION)
 
 const isPositiveIntAtMost = (u: unknown, max: number): u is number =>
   typeof u === "number" && Number.isSafeInteger(u) && u > 0 && u <= max
 
-const isNonNegativeFinite = (u: unknown): u is number => typeof u === "number" && Number.isFinite(u) && u >= 0
+const isNonNegativeFinite = (u: unknown): u is number => isFiniteNumber(u) && u >= 0
 
 /** Fills `out[key]` from `u[wireKey]` when present (undefined stays, as `Schema.optional` keeps it); false when invalid. */
 const optionalBoolean = (u: Record<string, unknown>, wireKey: string, out: Record<string, unknown>, key: string): boolean => {
@@ -181,14 +168,6 @@ const optionalBoolean = (u: Record<string, unknown>, wireKey: string, out: Recor
   out[key] = x
   return true
 }
-
-/**
- * What `new C(props, true)` makes of `props` for a Schema class with no
- * defaults: an object of C's prototype with `props` as own properties in
- * order (the constructor's copy and default merge cost more than the check).
- */
-const instanceOf = <C>(klass: { readonly prototype: C }, props: object): C =>
-  Object.assign(Object.create(klass.prototype as object) as object, props) as C
 
 const WEIGHT_KEYS = ["vector", "graph", "importance", "recency"] as const
 
