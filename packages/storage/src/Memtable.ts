@@ -97,30 +97,31 @@ export class RowMap {
 
   /** Merges a row change into the map. A frozen map refuses writes: that would be a bug. */
   apply(key: Row.Key, row: Row.Row): void {
-    this.applyEncoded(key, RowCodec.encodeRow(row), row)
+    this.applyEncoded(key, RowCodec.encodeRow(row), row.seq, Row.rowStats(row))
   }
 
   /**
-   * Merges a row change given both ways: `bytes` is `row`'s encoding (its seq
-   * field may differ; `row.seq` counts). A fresh key keeps the bytes as they
-   * are (the write path passes a view into its WAL payload); an existing key
-   * is merged and re-encoded.
+   * Merges a row change given as its encoding (whose seq field may differ:
+   * `seq` counts) and its stats. A fresh key keeps the bytes as they are (the
+   * write path passes a view into its WAL payload); an existing key is merged
+   * and re-encoded.
    */
-  applyEncoded(key: Row.Key, bytes: Uint8Array, row: Row.Row): void {
+  applyEncoded(key: Row.Key, bytes: Uint8Array, seq: number, stats: Row.RowStats): void {
     if (this.isFrozen) throw new Error(`memtable ${this.id} is frozen`)
     const existing = this.slots.get(key)
     let slot: Slot
     if (existing === undefined) {
-      slot = Slot.of(key, bytes, row.seq, Row.rowStats(row))
+      slot = Slot.of(key, bytes, seq, stats)
       this.pending.push(key)
       this.byteCount += bytes.length + KEY_OVERHEAD + key.length
     } else {
-      const merged = Row.merge(existing.row(), row)
+      const change = RowCodec.decodeRow(bytes)
+      const merged = Row.merge(existing.row(), { deletedAt: change.deletedAt, cells: change.cells, seq })
       slot = Slot.of(key, RowCodec.encodeRow(merged), merged.seq, Row.rowStats(merged))
       this.byteCount += slot.bytes.length - existing.bytes.length
     }
     this.slots.set(key, slot)
-    if (row.seq > this.seqMax) this.seqMax = row.seq
+    if (seq > this.seqMax) this.seqMax = seq
   }
 
   get(key: Row.Key): Row.Row | undefined {
@@ -247,8 +248,8 @@ export interface MemtableShape {
    * (an Effect step per write costs more than the work itself).
    */
   readonly applyUnsafe: (rows: ReadonlyArray<Row.KeyedRow>) => void
-  /** One row given both as `bytes` (its encoding, seq field aside) and as `row` (see RowMap.applyEncoded). */
-  readonly applyEncodedUnsafe: (key: Row.Key, bytes: Uint8Array, row: Row.Row) => void
+  /** One row given as its encoding (seq field aside), seq and stats (see RowMap.applyEncoded). */
+  readonly applyEncodedUnsafe: (key: Row.Key, bytes: Uint8Array, seq: number, stats: Row.RowStats) => void
   readonly getUnsafe: (key: Row.Key) => Row.Row | undefined
   readonly activeBytesUnsafe: () => number
   readonly freezeActiveUnsafe: () => MemtableView | undefined
@@ -292,8 +293,8 @@ export const make: Effect.Effect<MemtableShape> = Effect.sync(() => {
     Metrics.memtableBytes.unsafeUpdate(active.bytes, [])
   }
 
-  const applyEncodedUnsafe = (key: Row.Key, bytes: Uint8Array, row: Row.Row): void => {
-    active.applyEncoded(key, bytes, row)
+  const applyEncodedUnsafe = (key: Row.Key, bytes: Uint8Array, seq: number, stats: Row.RowStats): void => {
+    active.applyEncoded(key, bytes, seq, stats)
     Metrics.memtableBytes.unsafeUpdate(active.bytes, [])
   }
 

@@ -310,16 +310,7 @@ const definedProps = <T>(o: { readonly [K in keyof T]?: T[K] | undefined }): T =
 export const fromEntity = (entity: Entity, ts: Hlc.Timestamp, seq: number): Row => {
   const millis = Hlc.physicalMillis(ts)
   const cells = new Map<CellName, Cell>()
-  // Built field by field (not definedProps): this runs once per write.
-  const meta: { -readonly [K in keyof MetaValue]: MetaValue[K] } = {
-    _tag: "Meta",
-    createdAt: entity.createdAt ?? millis,
-    updatedAt: entity.updatedAt ?? millis,
-  }
-  if (entity.type !== undefined) meta.type = entity.type
-  if (entity.metadata !== undefined) meta.metadata = entity.metadata
-  if (entity.importance !== undefined) meta.importance = entity.importance
-  cells.set(META, { ts, value: meta })
+  cells.set(META, { ts, value: metaValue(entity, entity.createdAt ?? millis, millis) })
   if (entity.vector !== undefined) {
     cells.set(VECTOR, {
       ts,
@@ -327,15 +318,90 @@ export const fromEntity = (entity: Entity, ts: Hlc.Timestamp, seq: number): Row 
     })
   }
   entity.chunks?.forEach((chunk, index) => {
-    cells.set(chunkName(chunk.id), {
-      ts,
-      value: definedProps<ChunkValue>({ _tag: "Chunk", index, text: chunk.text, metadata: chunk.metadata }),
-    })
+    cells.set(chunkName(chunk.id), { ts, value: chunkValue(chunk, index) })
   })
   for (const edge of entity.edges ?? []) {
     cells.set(edgeName(edge.relation, edge.to), { ts, value: edgeValue(edge) })
   }
   return { deletedAt: ts, cells, seq }
+}
+
+/** The meta cell of an entity; `updatedAt` defaults to the write's time like `createdAt`. */
+const metaValue = (entity: Entity, createdAt: number, millis: number): MetaValue => {
+  // Built field by field (not definedProps): this runs once per write.
+  const meta: { -readonly [K in keyof MetaValue]: MetaValue[K] } = {
+    _tag: "Meta",
+    createdAt,
+    updatedAt: entity.updatedAt ?? millis,
+  }
+  if (entity.type !== undefined) meta.type = entity.type
+  if (entity.metadata !== undefined) meta.metadata = entity.metadata
+  if (entity.importance !== undefined) meta.importance = entity.importance
+  return meta
+}
+
+const chunkValue = (chunk: TextChunk, index: number): ChunkValue =>
+  definedProps<ChunkValue>({ _tag: "Chunk", index, text: chunk.text, metadata: chunk.metadata })
+
+const NO_CELLS: ReadonlyArray<readonly [CellName, number]> = []
+
+/**
+ * Names of `count` cells in encoding order (sorted), each with the index of
+ * the LAST part that has it — a later chunk or edge with the same name
+ * replaces an earlier one, as in fromEntity's Map.
+ */
+const cellOrder = (count: number, nameOf: (i: number) => CellName): ReadonlyArray<readonly [CellName, number]> => {
+  if (count === 0) return NO_CELLS
+  if (count === 1) return [[nameOf(0), 0]]
+  const last = new Map<CellName, number>()
+  for (let i = 0; i < count; i++) last.set(nameOf(i), i)
+  return [...last].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+}
+
+/**
+ * Appends to `w` the encoding of the row a PutEntity writes — byte for byte
+ * what `RowCodec.writeRow(w, fromEntity(entity, ts, seq))` writes (a property
+ * test checks it) — without building that row: the write path encodes each
+ * entity once, straight into its WAL payload, and the cell map, the cell
+ * objects and a Float32Array per vector were most of its garbage.
+ * `createdAt` replaces the entity's (the engine keeps a stored one). Returns
+ * the row's stats: one row tombstone, every timestamp `ts`.
+ */
+export const writeEntityRow = (
+  w: RowCodec.Writer,
+  entity: Entity,
+  ts: Hlc.Timestamp,
+  seq: number,
+  createdAt: number | undefined = entity.createdAt,
+): RowStats => {
+  const millis = Hlc.physicalMillis(ts)
+  const chunks = entity.chunks ?? []
+  const edges = entity.edges ?? []
+  // Cell names sort as chunks ("c…"), edges ("e…"), meta ("m"), vector ("v").
+  const chunkCells = cellOrder(chunks.length, (i) => chunkName(chunks[i]!.id))
+  const edgeCells = cellOrder(edges.length, (i) => edgeName(edges[i]!.relation, edges[i]!.to))
+  const vector = entity.vector
+  RowCodec.writeRowStart(w, seq, ts, chunkCells.length + edgeCells.length + (vector === undefined ? 1 : 2))
+  for (const [name, i] of chunkCells) RowCodec.writeCell(w, name, ts, chunkValue(chunks[i]!, i))
+  for (const [name, i] of edgeCells) RowCodec.writeCell(w, name, ts, edgeValue(edges[i]!))
+  RowCodec.writeCell(w, META, ts, metaValue(entity, createdAt ?? millis, millis))
+  if (vector !== undefined) RowCodec.writeVectorCell(w, VECTOR, ts, entity.vectorVersion ?? 0, vector)
+  return { tombstones: 1, minWall: ts.wall, minNode: ts.node, maxWall: ts.wall, maxNode: ts.node }
+}
+
+/** A generous guess of `writeEntityRow`'s byte count (the write path sizes its buffer from it). */
+export const entityRowSizeEstimate = (entity: Entity): number => {
+  let n = 96 + (entity.type?.length ?? 0) * 3 + (entity.metadata === undefined ? 0 : 3 * JSON.stringify(entity.metadata).length)
+  if (entity.vector !== undefined) n += 48 + entity.vector.length * 4
+  for (const chunk of entity.chunks ?? []) {
+    n += 64 + (chunk.id.length + chunk.text.length) * 3
+    if (chunk.metadata !== undefined) n += 3 * JSON.stringify(chunk.metadata).length
+  }
+  for (const edge of entity.edges ?? []) {
+    n += 64 + (edge.relation.length + edge.to.length) * 3
+    if (edge.metadata !== undefined) n += 3 * JSON.stringify(edge.metadata).length
+  }
+  return n
 }
 
 const edgeValue = (edge: GraphEdge): EdgeValue =>

@@ -6,7 +6,10 @@
  */
 import { endianness } from "node:os"
 import { Packr } from "msgpackr"
+import type { Hlc } from "@allidb/core"
 import type { Cell, CellName, CellValue, Key, Row, RowStats } from "./Row.js"
+
+type Timestamp = Hlc.Timestamp
 
 /** Version byte at the start of every encoded row. */
 export const ROW_FORMAT_VERSION = 1
@@ -23,6 +26,11 @@ export class DecodeError extends Error {
 
 const LITTLE_ENDIAN_HOST = endianness() === "LE"
 const TWO_32 = 2 ** 32
+
+/** Rounds numbers to float32 for `Writer.f32array` (the engine's one JS thread uses it synchronously). */
+const SCRATCH_FLOATS = 4096
+const scratchF32 = new Float32Array(SCRATCH_FLOATS)
+const scratchBytes = Buffer.from(scratchF32.buffer)
 
 // ---------------------------------------------------------------------------
 // Byte writer / reader
@@ -121,11 +129,24 @@ export class Writer {
     return this
   }
 
-  f32array(values: Float32Array): this {
+  /**
+   * Float32 little-endian values. A Float32Array is copied as bytes; plain
+   * numbers (an entity's vector as decoded) are rounded to float32 through a
+   * scratch array, so no Float32Array is allocated per call.
+   */
+  f32array(values: Float32Array | ReadonlyArray<number>): this {
     const n = values.length * 4
     this.ensure(n)
     if (LITTLE_ENDIAN_HOST) {
-      this.buf.set(new Uint8Array(values.buffer, values.byteOffset, n), this.pos)
+      if (values instanceof Float32Array) {
+        this.buf.set(new Uint8Array(values.buffer, values.byteOffset, n), this.pos)
+      } else {
+        for (let from = 0; from < values.length; from += SCRATCH_FLOATS) {
+          const count = Math.min(SCRATCH_FLOATS, values.length - from)
+          for (let i = 0; i < count; i++) scratchF32[i] = values[from + i] as number
+          scratchBytes.copy(this.buf, this.pos + from * 4, 0, count * 4)
+        }
+      }
     } else {
       for (let i = 0; i < values.length; i++) this.buf.writeFloatLE(values[i] as number, this.pos + i * 4)
     }
@@ -381,20 +402,43 @@ const namesInOrder = (cells: ReadonlyMap<CellName, Cell>): Iterable<CellName> =>
   return cells.keys()
 }
 
+/** Appends the start of a row's encoding: version, seq, row tombstone, cell count (FORMAT.md). */
+export const writeRowStart = (w: Writer, seq: number, deletedAt: Timestamp | undefined, cellCount: number): void => {
+  w.u8(ROW_FORMAT_VERSION).varint(seq)
+  w.u8(deletedAt !== undefined ? ROW_HAS_TOMBSTONE : 0)
+  if (deletedAt !== undefined) w.u64(deletedAt.wall).u32(deletedAt.node)
+  w.varint(cellCount)
+}
+
+/** Appends one cell (cells follow `writeRowStart` in name order); `value` undefined is a tombstone. */
+export const writeCell = (w: Writer, name: CellName, ts: Timestamp, value: CellValue | undefined): void => {
+  w.u8(value === undefined ? CELL_TOMBSTONE : 0)
+  w.str(name)
+  w.u64(ts.wall).u32(ts.node)
+  if (value !== undefined) writeValue(w, value)
+}
+
+/** Appends a vector cell from its parts (a Vector value without its Float32Array). */
+export const writeVectorCell = (
+  w: Writer,
+  name: CellName,
+  ts: Timestamp,
+  version: number,
+  values: Float32Array | ReadonlyArray<number>,
+): void => {
+  w.u8(0)
+  w.str(name)
+  w.u64(ts.wall).u32(ts.node)
+  w.varint(version).varint(values.length).f32array(values)
+}
+
 /** Appends the encoding of a row to `w`. */
 export const writeRow = (w: Writer, row: Row): void => {
-  w.u8(ROW_FORMAT_VERSION).varint(row.seq)
-  w.u8(row.deletedAt !== undefined ? ROW_HAS_TOMBSTONE : 0)
-  if (row.deletedAt !== undefined) w.u64(row.deletedAt.wall).u32(row.deletedAt.node)
-  w.varint(row.cells.size)
+  writeRowStart(w, row.seq, row.deletedAt, row.cells.size)
   // Cells sorted by name (one encoding per row); most rows are meta + vector, already in order.
-  const names = namesInOrder(row.cells)
-  for (const name of names) {
+  for (const name of namesInOrder(row.cells)) {
     const cell = row.cells.get(name) as Cell
-    w.u8(cell.value === undefined ? CELL_TOMBSTONE : 0)
-    w.str(name)
-    w.u64(cell.ts.wall).u32(cell.ts.node)
-    if (cell.value !== undefined) writeValue(w, cell.value)
+    writeCell(w, name, cell.ts, cell.value)
   }
 }
 

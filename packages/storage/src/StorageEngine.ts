@@ -29,7 +29,7 @@ import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import {
   Corruption,
-  Entity,
+  type Entity,
   type EntityId,
   type GraphEdge,
   Hlc,
@@ -166,30 +166,62 @@ export interface Engine extends StorageEngineShape {
 /** Version byte of the engine's WAL payload (FORMAT.md "WAL"). */
 export const WAL_PAYLOAD_VERSION = 1
 
-/** One write's rows as a WAL payload; the seq is not in it (the WAL record tags each payload with it). */
-export const encodeWalPayload = (rows: ReadonlyArray<Row.KeyedRow>): Uint8Array => encodeWalPayloadSpans(rows, [])
+/**
+ * One write encoded as its WAL payload (FORMAT.md "WAL"; the seq is not in
+ * it: the WAL record tags each payload with it), with what the memtable
+ * takes of each row: its key, where its encoding lies in the payload (the
+ * memtable keeps that view, not a copy) and its stats.
+ */
+interface EncodedWrite {
+  readonly payload: Uint8Array
+  readonly keys: ReadonlyArray<Row.Key>
+  /** Start and end offset of row i at 2i and 2i + 1. */
+  readonly spans: ReadonlyArray<number>
+  readonly stats: ReadonlyArray<Row.RowStats>
+}
+
+const mutationKey = (m: Mutation): Row.Key => Row.makeKey(m.tenant, mutationId(m))
 
 /**
- * `encodeWalPayload`, also pushing to `spans` where each row's encoding
- * starts and ends in the payload: the memtable keeps those views instead of
- * the row objects. The payload is carved from a shared slab.
+ * Encodes each mutation's row straight into the payload, carved from a
+ * shared slab. A PutEntity (most writes) is encoded from the entity without
+ * building its row (Row.writeEntityRow); `createdAts[i]`, when set, is the
+ * stored createdAt mutation i keeps.
  */
-const encodeWalPayloadSpans = (rows: ReadonlyArray<Row.KeyedRow>, spans: Array<number>): Uint8Array => {
+const encodeWrite = (
+  mutations: ReadonlyArray<Mutation>,
+  createdAts: ReadonlyArray<number | undefined>,
+  stamps: ReadonlyArray<Hlc.Timestamp>,
+): EncodedWrite => {
+  const keys: Array<Row.Key> = new Array(mutations.length)
   let estimate = 16
-  for (const { key, row } of rows) estimate += key.length + RowCodec.estimateSize(row)
-  // Sized from the rows' estimate so the buffer rarely grows (and copies) while encoding.
+  for (let i = 0; i < mutations.length; i++) {
+    const m = mutations[i]!
+    keys[i] = mutationKey(m)
+    estimate += keys[i]!.length + 8 + (m._tag === "PutEntity" ? Row.entityRowSizeEstimate(m.entity) : 256)
+  }
+  // Sized from the estimate so the buffer rarely grows (and copies) while encoding.
   const buf = RowCodec.allocSlab(estimate)
   const w = new RowCodec.Writer(buf)
-  w.u8(WAL_PAYLOAD_VERSION).varint(rows.length)
-  for (const { key, row } of rows) {
-    w.latin1(key)
-    const start = w.length
-    RowCodec.writeRow(w, row)
-    spans.push(start, w.length)
+  const spans: Array<number> = new Array(2 * mutations.length)
+  const stats: Array<Row.RowStats> = new Array(mutations.length)
+  w.u8(WAL_PAYLOAD_VERSION).varint(mutations.length)
+  for (let i = 0; i < mutations.length; i++) {
+    const m = mutations[i]!
+    w.latin1(keys[i]!)
+    spans[2 * i] = w.length
+    if (m._tag === "PutEntity") {
+      stats[i] = Row.writeEntityRow(w, m.entity, stamps[i]!, 0, createdAts[i] ?? m.entity.createdAt)
+    } else {
+      const { row } = Row.fromMutation(m, stamps[i]!, 0)
+      RowCodec.writeRow(w, row)
+      stats[i] = Row.rowStats(row)
+    }
+    spans[2 * i + 1] = w.length
   }
-  const view = w.view()
-  RowCodec.trimSlab(buf, view.buffer === buf.buffer ? view.length : 0)
-  return view
+  const payload = w.view()
+  RowCodec.trimSlab(buf, payload.buffer === buf.buffer ? payload.length : 0)
+  return { payload, keys, spans, stats }
 }
 
 /** Decodes a WAL payload; every row gets the payload's seq. Throws RowCodec.DecodeError when malformed. */
@@ -503,23 +535,6 @@ export const make: Effect.Effect<
   const timestampsFor = (count: number): Effect.Effect<ReadonlyArray<Hlc.Timestamp>> =>
     count === 1 ? Effect.map(hlc.now, (ts) => [ts]) : Effect.all(Array.from({ length: count }, () => hlc.now))
 
-  const buildRows = (
-    mutations: ReadonlyArray<Mutation>,
-    createdAts: ReadonlyArray<number | undefined>,
-    stamps: ReadonlyArray<Hlc.Timestamp>,
-  ): Array<Row.KeyedRow> => {
-    const rows: Array<Row.KeyedRow> = new Array(mutations.length)
-    for (let i = 0; i < mutations.length; i++) {
-      let m = mutations[i]!
-      const createdAt = createdAts[i]
-      if (createdAt !== undefined && m._tag === "PutEntity") {
-        m = { ...m, entity: new Entity({ ...m.entity, createdAt }, { disableValidation: true }) }
-      }
-      rows[i] = Row.fromMutation(m, stamps[i]!, 0)
-    }
-    return rows
-  }
-
   // Writes handed to the WAL and not yet applied, and writes still preparing
   // (slow path): closing waits for both.
   let submitted = 0
@@ -536,22 +551,18 @@ export const make: Effect.Effect<
   const commit = (
     caller: TenantId,
     mutations: ReadonlyArray<Mutation>,
-    rows: ReadonlyArray<Row.KeyedRow>,
+    encoded: EncodedWrite,
     sync: boolean,
   ): Effect.Effect<{ readonly seq: number }, StorageFailure> =>
     Effect.async<{ readonly seq: number }, StorageFailure>((resume) => {
       let seq = 0
-      const spans: Array<number> = []
-      const payload = encodeWalPayloadSpans(rows, spans)
+      const { payload, keys, spans, stats } = encoded
       const result = wal.submit(payload, sync, (error) => {
         submitted--
         try {
           if (error !== undefined) return resume(Effect.fail(error))
-          for (let i = 0; i < rows.length; i++) {
-            const { key, row } = rows[i]!
-            // The rows were built by this write and are not shared yet: stamp them in place.
-            ;(row as { seq: number }).seq = seq
-            memtable.applyEncodedUnsafe(key, payload.subarray(spans[2 * i], spans[2 * i + 1]), row)
+          for (let i = 0; i < keys.length; i++) {
+            memtable.applyEncodedUnsafe(keys[i]!, payload.subarray(spans[2 * i], spans[2 * i + 1]), seq, stats[i]!)
           }
           const ids = mutations.length === 1 ? [mutationId(mutations[0]!)] : [...new Set(mutations.map(mutationId))]
           markApplied({ seq, tenant: caller, ids })
@@ -574,7 +585,7 @@ export const make: Effect.Effect<
     preparing++
     const run = Effect.flatMap(createdAtsFor(mutations), (createdAts) =>
       Effect.flatMap(timestampsFor(mutations.length), (stamps) =>
-        commit(caller, mutations, buildRows(mutations, createdAts, stamps), sync),
+        commit(caller, mutations, encodeWrite(mutations, createdAts, stamps), sync),
       ),
     )
     return Effect.ensuring(
@@ -603,10 +614,10 @@ export const make: Effect.Effect<
       if (createdAts === NEEDS_READ) return slowWrite(caller, mutations, sync)
       if (localNow !== undefined) {
         const stamps = mutations.length === 1 ? [localNow()] : Array.from({ length: mutations.length }, localNow)
-        return commit(caller, mutations, buildRows(mutations, createdAts, stamps), sync)
+        return commit(caller, mutations, encodeWrite(mutations, createdAts, stamps), sync)
       }
       return Effect.flatMap(timestampsFor(mutations.length), (stamps) =>
-        commit(caller, mutations, buildRows(mutations, createdAts, stamps), sync),
+        commit(caller, mutations, encodeWrite(mutations, createdAts, stamps), sync),
       )
     })
 

@@ -123,6 +123,14 @@ describe("RowCodec", () => {
     )
   })
 
+  it("Writer.f32array writes plain numbers as the float32 bytes a Float32Array holds, past its scratch size", () => {
+    const values = Array.from({ length: 10_001 }, (_, i) => Math.sin(i) * 1e3 + 1 / 3)
+    const fromNumbers = new RowCodec.Writer(8).u8(7).f32array(values).view()
+    const fromFloats = new RowCodec.Writer(8).u8(7).f32array(Float32Array.from(values)).view()
+    assert.strictEqual(fromNumbers.length, 1 + 4 * values.length)
+    assert.isTrue(Buffer.from(fromNumbers).equals(Buffer.from(fromFloats)))
+  })
+
   it("golden bytes of a small row", () => {
     const row: Row.Row = {
       deletedAt: ts(0x1000, 7),
@@ -184,6 +192,59 @@ describe("Row mutations and entities", () => {
     assert.strictEqual(key, Row.makeKey(tenant, "e1"))
     const back = Row.toEntity(entity.id, RowCodec.decodeRow(RowCodec.encodeRow(row)))
     assert.deepStrictEqual(back, new Entity({ ...entity, updatedAt: 1000 }))
+  })
+
+  it("writeEntityRow writes fromEntity's row byte for byte, with its stats (property)", () => {
+    const id = fc.constantFrom("a", "b", "é", "z\u00ff")
+    const meta = fc.dictionary(fc.constantFrom("k", "l"), fc.constantFrom("x", "ÿ"), { maxKeys: 2 })
+    const chunk = fc
+      .record({ id, text: fc.string({ maxLength: 4, unit: "grapheme" }), metadata: fc.option(meta, { nil: undefined }) })
+      .map(({ id, text, metadata }) =>
+        new TextChunk(metadata === undefined ? { id: chunkId(id), text } : { id: chunkId(id), text, metadata }),
+      )
+    const edge = fc
+      .record({ to: id, relation: fc.constantFrom("r", "s"), weight: fc.double({ min: 0, max: 1, noNaN: true }) })
+      .map(({ to, relation: r, weight }) => new GraphEdge({ to: entityId(to), relation: relation(r), weight }))
+    const anEntity = fc
+      .record(
+        {
+          type: fc.string({ maxLength: 3 }),
+          // Plain numbers that float32 rounds, as a decoded request carries them.
+          vector: fc.array(fc.double({ min: -2, max: 2, noNaN: true }), { minLength: 1, maxLength: 6 }),
+          vectorVersion: fc.integer({ min: 0, max: 3 }),
+          metadata: fc.dictionary(fc.constantFrom("k", "l"), fc.oneof(fc.string({ maxLength: 2 }), fc.integer(), fc.boolean()), {
+            maxKeys: 2,
+          }),
+          importance: fc.double({ min: 0, max: 1, noNaN: true }),
+          // Repeated chunk ids and edges: the later one replaces the earlier.
+          chunks: fc.array(chunk, { maxLength: 4 }),
+          edges: fc.array(edge, { maxLength: 5 }),
+          createdAt: fc.integer({ min: 0, max: 10 }),
+          updatedAt: fc.integer({ min: 0, max: 10 }),
+        },
+        { requiredKeys: [] },
+      )
+      .map((props) => new Entity({ id: entityId("e1"), ...props }))
+    fc.assert(
+      fc.property(
+        anEntity,
+        Arb.timestamp,
+        fc.integer({ min: 0, max: 2 ** 40 }),
+        fc.option(fc.integer({ min: 0, max: 10 }), { nil: undefined }),
+        (entity, at, seq, keptCreatedAt) => {
+          const w = new RowCodec.Writer(8)
+          const stats = Row.writeEntityRow(w, entity, at, seq, keptCreatedAt ?? entity.createdAt)
+          const expected = Row.fromEntity(
+            keptCreatedAt === undefined ? entity : new Entity({ ...entity, createdAt: keptCreatedAt }),
+            at,
+            seq,
+          )
+          assert.deepStrictEqual(Buffer.from(w.view()), Buffer.from(RowCodec.encodeRow(expected)))
+          assert.deepStrictEqual(stats, Row.rowStats(expected))
+        },
+      ),
+      { seed: Arb.seed("writeEntityRow"), numRuns: 500 },
+    )
   })
 
   it("a later PutEntity replaces everything; edges are added and removed cell by cell", () => {
