@@ -39,6 +39,29 @@ const suite = (name: string, makeDisk: () => { disk: Disk.DiskShape; root: strin
       }),
     )
 
+    it.scoped("small and large appends started together land in the order they started", () =>
+      Effect.gen(function* () {
+        const { disk, root } = makeDisk()
+        yield* disk.mkdir(`${root}/m`)
+        const file = yield* disk.open(`${root}/m/f.log`, "append")
+        // Sizes on both sides of the node implementation's inline-write limit (64 KiB).
+        const sizes = [10, 200_000, 65_536, 65_537, 1, 1_000_000, 3]
+        const parts = sizes.map((n, i) => new Uint8Array(n).fill(i + 1))
+        yield* Effect.all(
+          parts.map((p) => file.append(p)),
+          { concurrency: "unbounded", discard: true },
+        )
+        yield* file.sync
+        const all = yield* disk.readFile(`${root}/m/f.log`)
+        assert.strictEqual(all.length, sizes.reduce((a, b) => a + b, 0))
+        let at = 0
+        parts.forEach((p, i) => {
+          assert.isTrue(Buffer.from(all.subarray(at, at + p.length)).equals(Buffer.from(p)), `part ${i}`)
+          at += p.length
+        })
+      }),
+    )
+
     it.scoped("namespace: list, rename, remove, exists, writeFileAtomic", () =>
       Effect.gen(function* () {
         const { disk, root } = makeDisk()
