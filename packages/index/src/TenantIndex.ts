@@ -12,6 +12,13 @@
  *
  * Everything here is synchronous and single-threaded; the service decides
  * when it runs (time slices) and under which lock.
+ *
+ * `applyRange` applies a run of rows with their native inserts made back to
+ * back after the run's own JavaScript work: hnswlib's insert walks a graph far
+ * larger than the caches, and JavaScript between two inserts evicts the part
+ * the next one would reuse. Nothing can observe the difference — the
+ * deferred inserts are made before the call returns, in the order sequential
+ * application would make them (a release flushes them first).
  */
 import type { Entity, Metadata } from "@allidb/core"
 import hnswlib from "hnswlib-node"
@@ -39,6 +46,12 @@ export interface HnswParams {
 
 /** What applying one row did to the vector index. */
 export type ApplyOutcome = "inserted" | "unchanged" | "removed" | "skipped" | "none"
+
+/** What `applyRange` did, added to by each call (one object per apply loop, not one per row). */
+export interface ApplyCounts {
+  inserted: number
+  skipped: number
+}
 
 export interface Hit {
   readonly id: string
@@ -90,6 +103,11 @@ export class TenantIndex {
   liveVectors = 0
   /** Milliseconds spent inside hnswlib's addPoint (the rest of applying a row is the index's own overhead). */
   addPointMs = 0
+  /** Native inserts made (with `addPointMs`, the average cost of one). */
+  addPointCount = 0
+  /** Native inserts deferred to the end of the current range (see `applyRange`), as parallel lists. */
+  private readonly pendingLabels: Array<number> = []
+  private readonly pendingVectors: Array<ReadonlyArray<number>> = []
 
   constructor(
     readonly tenant: string,
@@ -121,6 +139,33 @@ export class TenantIndex {
 
   /** Applies the merged row as storage holds it now (`undefined` = deleted). */
   applyRow(id: string, entity: Entity | undefined): ApplyOutcome {
+    const outcome = this.applyRowDeferred(id, entity)
+    this.flushInserts()
+    return outcome
+  }
+
+  /**
+   * Applies rows `from` until `to` (exclusive) of `ids` / `entities` (the
+   * merged rows as storage holds them, `undefined` = deleted), as `applyRow`
+   * would one by one, and adds what they did to `counts`.
+   */
+  applyRange(
+    ids: ReadonlyArray<string>,
+    entities: ReadonlyArray<Entity | undefined>,
+    from: number,
+    to: number,
+    counts: ApplyCounts,
+  ): void {
+    for (let i = from; i < to; i++) {
+      const outcome = this.applyRowDeferred(ids[i]!, entities[i])
+      if (outcome === "inserted") counts.inserted++
+      else if (outcome === "skipped") counts.skipped++
+    }
+    this.flushInserts()
+  }
+
+  /** `applyRow` with its native insert (if any) left in the pending lists. */
+  private applyRowDeferred(id: string, entity: Entity | undefined): ApplyOutcome {
     const old = this.attrs.get(id)
     if (old !== undefined) this.unpost(old)
     if (entity === undefined) {
@@ -203,7 +248,8 @@ export class TenantIndex {
     if (attrs.type !== undefined) this.postingSet(undefined, attrs.type, true)!.add(attrs.label)
     const metadata = attrs.metadata
     if (metadata !== undefined) {
-      for (const field of Object.keys(metadata)) this.postingSet(field, metadata[field]!, true)!.add(attrs.label)
+      // for…in, not Object.keys: no array per row (metadata is a plain record, own keys only).
+      for (const field in metadata) this.postingSet(field, metadata[field]!, true)!.add(attrs.label)
     }
   }
 
@@ -300,14 +346,12 @@ export class TenantIndex {
     return label
   }
 
+  /** The bookkeeping of inserting `vector` at `label`; the native insert waits in the pending lists. */
   private insertVector(label: number, id: string, vector: ReadonlyArray<number>): void {
-    const hnsw = this.ensureHnsw()
+    this.ensureHnsw()
     const wasLive = this.labelToId[label] !== undefined
-    // A free label is still marked deleted in hnswlib: addPoint on it unmarks
-    // the slot and rewires it to the new vector (update in place).
-    const started = performance.now()
-    hnsw.addPoint(vector as Array<number>, label)
-    this.addPointMs += performance.now() - started
+    this.pendingLabels.push(label)
+    this.pendingVectors.push(vector)
     const d = this.dimension!
     const base = label * d
     const mirror = this.vectors
@@ -323,7 +367,32 @@ export class TenantIndex {
     if (!wasLive) this.liveVectors++
   }
 
+  /**
+   * Makes the pending native inserts, back to back. A free label is still
+   * marked deleted in hnswlib: addPoint on it unmarks the slot and rewires it
+   * to the new vector (update in place).
+   */
+  private flushInserts(): void {
+    const labels = this.pendingLabels
+    const count = labels.length
+    if (count === 0) return
+    const vectors = this.pendingVectors
+    const hnsw = this.hnsw!
+    const started = performance.now()
+    try {
+      for (let i = 0; i < count; i++) hnsw.addPoint(vectors[i] as Array<number>, labels[i]!)
+    } finally {
+      // Emptied even if hnswlib throws (a defect): a later flush must not repeat inserts.
+      labels.length = 0
+      vectors.length = 0
+      this.addPointMs += performance.now() - started
+      this.addPointCount += count
+    }
+  }
+
   private releaseLabel(label: number): void {
+    // Native operations keep the order sequential application gives them.
+    this.flushInserts()
     this.hnsw!.markDelete(label)
     this.labelToId[label] = undefined
     this.freeLabels.push(label)

@@ -23,7 +23,7 @@ import { Slice } from "./EventLoop.js"
 import * as IndexConfig from "./IndexConfig.js"
 import * as Metrics from "./Metrics.js"
 import * as Snapshot from "./Snapshot.js"
-import { type ApplyOutcome, type HnswParams, TenantIndex } from "./TenantIndex.js"
+import { type ApplyCounts, type HnswParams, TenantIndex } from "./TenantIndex.js"
 
 export type Metric = "cosine" | "l2" | "ip"
 
@@ -89,6 +89,10 @@ export class Tenants extends Context.Tag("@allidb/index/UnifiedIndex/Tenants")<T
 const GET_MANY_BATCH = 1024
 const CLOSE_SNAPSHOT_TIMEOUT = "60 seconds"
 const MAX_EVENTS_PER_BATCH = 4096
+/** Inserts measured before runs of rows are sized by their average cost (until then, one row per run). */
+const MIN_INSERTS_MEASURED = 16
+/** Longest run of rows applied between two slice checks. */
+const MAX_RUN_ROWS = 256
 
 /** Storage reads of the apply loop are retried until they work: the index must not skip a commit. */
 const readRetry = Schedule.union(Schedule.exponential("20 millis"), Schedule.spaced("2 seconds"))
@@ -145,20 +149,26 @@ export const make: Effect.Effect<
       return Effect.forEach(ready, (w) => Deferred.succeed(w.deferred, undefined), { discard: true })
     })
 
-  /** Applies rows in time slices; returns the number of vectors inserted. */
+  /**
+   * Applies rows (parallel lists of ids and merged entities) in time slices;
+   * returns the number of vectors inserted. Rows go to the tenant index in
+   * runs (`applyRange`: the run's native inserts back to back) sized to take
+   * about half a slice at the tenant's measured insert cost, so a slice ends
+   * at most that much late.
+   */
   const applyRows = (
     index: TenantIndex,
-    rows: ReadonlyArray<{ readonly id: string; readonly entity: Entity | undefined }>,
+    ids: ReadonlyArray<string>,
+    entities: ReadonlyArray<Entity | undefined>,
     slice: Slice,
   ): Effect.Effect<number> =>
     Effect.gen(function* () {
-      let inserted = 0
-      let skipped = 0
+      const counts: ApplyCounts = { inserted: 0, skipped: 0 }
       let started = performance.now()
-      for (const row of rows) {
-        const outcome: ApplyOutcome = index.applyRow(row.id, row.entity)
-        if (outcome === "inserted") inserted++
-        else if (outcome === "skipped") skipped++
+      for (let i = 0; i < ids.length; ) {
+        const end = Math.min(ids.length, i + runLength(index))
+        index.applyRange(ids, entities, i, end, counts)
+        i = end
         if (slice.due) {
           stats.applyMs += performance.now() - started
           yield* slice.yieldIfDue
@@ -166,17 +176,24 @@ export const make: Effect.Effect<
         }
       }
       stats.applyMs += performance.now() - started
-      stats.rows += rows.length
-      if (rows.length > 0) markChanged(index.tenant)
-      if (inserted > 0) yield* Metric_.incrementBy(Metrics.inserts, inserted)
-      if (skipped > 0) {
-        yield* Metric_.incrementBy(Metrics.skippedVectors, skipped)
+      stats.rows += ids.length
+      if (ids.length > 0) markChanged(index.tenant)
+      if (counts.inserted > 0) yield* Metric_.incrementBy(Metrics.inserts, counts.inserted)
+      if (counts.skipped > 0) {
+        yield* Metric_.incrementBy(Metrics.skippedVectors, counts.skipped)
         yield* Effect.logWarning("stored vectors of another dimension were not indexed").pipe(
-          Effect.annotateLogs({ tenant: index.tenant, count: skipped, dimension: index.dimension }),
+          Effect.annotateLogs({ tenant: index.tenant, count: counts.skipped, dimension: index.dimension }),
         )
       }
-      return inserted
+      return counts.inserted
     })
+
+  /** Rows per `applyRange` run: half a slice of native inserts at the tenant's average cost so far. */
+  const runLength = (index: TenantIndex): number => {
+    if (index.addPointCount < MIN_INSERTS_MEASURED) return 1
+    const perInsertMs = index.addPointMs / index.addPointCount
+    return Math.max(1, Math.min(MAX_RUN_ROWS, Math.floor(config.sliceMs / 2 / perInsertMs)))
+  }
 
   const updateGauge = (index: TenantIndex) => Metric_.set(Metrics.vectorsOf(index.tenant), index.liveVectors)
 
@@ -191,12 +208,18 @@ export const make: Effect.Effect<
       const seen = new Set<string>()
       yield* Stream.runForEachChunk(storage.changedSince(index.tenant as TenantId, afterSeq), (chunk) => {
         const rows = Chunk.toReadonlyArray(chunk)
-        if (reconcile) for (const row of rows) seen.add(row.id)
-        return applyRows(index, rows, slice)
+        const ids = rows.map((row) => row.id)
+        if (reconcile) for (const id of ids) seen.add(id)
+        return applyRows(
+          index,
+          ids,
+          rows.map((row) => row.entity),
+          slice,
+        )
       })
       if (reconcile) {
-        const gone = [...index.attrs.keys()].filter((id) => !seen.has(id)).map((id) => ({ id, entity: undefined }))
-        yield* applyRows(index, gone, slice)
+        const gone = [...index.attrs.keys()].filter((id) => !seen.has(id))
+        yield* applyRows(index, gone, new Array<undefined>(gone.length), slice)
       }
       yield* updateGauge(index)
     })
@@ -262,25 +285,29 @@ export const make: Effect.Effect<
 
   const applyCommits = Effect.gen(function* () {
     const events = yield* Queue.takeBetween(commits, 1, MAX_EVENTS_PER_BATCH)
-    const byTenant = new Map<string, Set<EntityId>>()
+    // Ids per tenant, each once. A commit's ids are distinct already, so a
+    // tenant with one commit in this batch uses them as they are (no Set).
+    const byTenant = new Map<string, ReadonlyArray<EntityId> | Set<EntityId>>()
     let maxSeq = 0
     for (const event of events) {
-      let ids = byTenant.get(event.tenant)
-      if (ids === undefined) {
-        ids = new Set()
-        byTenant.set(event.tenant, ids)
+      const ids = byTenant.get(event.tenant)
+      if (ids === undefined) byTenant.set(event.tenant, event.ids)
+      else if (ids instanceof Set) for (const id of event.ids) ids.add(id)
+      else {
+        const merged = new Set(ids)
+        for (const id of event.ids) merged.add(id)
+        byTenant.set(event.tenant, merged)
       }
-      for (const id of event.ids) ids.add(id)
       if (event.seq > maxSeq) maxSeq = event.seq
     }
     yield* lock.withPermits(1)(
       Effect.gen(function* () {
         const slice = new Slice(config.sliceMs)
-        for (const [tenant, idSet] of byTenant) {
+        for (const [tenant, idsOfTenant] of byTenant) {
           const index = tenantIndex(tenant)
-          const ids = [...idSet]
+          const ids = idsOfTenant instanceof Set ? [...idsOfTenant] : idsOfTenant
           for (let i = 0; i < ids.length; i += GET_MANY_BATCH) {
-            const batch = ids.slice(i, i + GET_MANY_BATCH)
+            const batch = ids.length <= GET_MANY_BATCH ? ids : ids.slice(i, i + GET_MANY_BATCH)
             // Re-read the merged rows: whatever order the writes arrived in,
             // the index mirrors what storage answers now.
             const readStarted = performance.now()
@@ -293,11 +320,7 @@ export const make: Effect.Effect<
               Effect.retry(readRetry),
             )
             stats.readMs += performance.now() - readStarted
-            yield* applyRows(
-              index,
-              batch.map((id, j) => ({ id, entity: entities[j] })),
-              slice,
-            )
+            yield* applyRows(index, batch, entities, slice)
           }
           yield* updateGauge(index)
         }

@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Entity, type EntityId, SeededRandom } from "@allidb/core"
+import { Entity, type EntityId, GraphEdge, type Relation, SeededRandom } from "@allidb/core"
 import * as Filter from "../src/Filter.js"
 import { TenantIndex } from "../src/TenantIndex.js"
 
@@ -101,5 +101,75 @@ describe("TenantIndex", () => {
     }
     assert.isAbove(index.capacity, params.initialCapacity, "the run must have grown the index")
     assert.isAbove(index.freeLabels.length + index.liveVectors, 0)
+  })
+
+  it("applies a range of rows exactly as one applyRow per row: same labels, mirror, attributes, postings, graph, counts and native answers", () => {
+    const seed = Number(process.env.PROPERTY_SEED ?? Date.now() % 1_000_000)
+    console.log(`TenantIndex applyRange property seed: ${seed}`)
+    const random = SeededRandom.mulberry32(seed)
+    const one = new TenantIndex("t", "l2", params, 2)
+    const ranged = new TenantIndex("t", "l2", params, 2)
+    const counts = { inserted: 0, skipped: 0 }
+    const expected = { inserted: 0, skipped: 0 }
+    const vectorOf = (): Array<number> =>
+      random() < 0.05 ? [1, 2, 3] : random() < 0.2 ? [Math.floor(random() * 3), 1] : [random() * 10, random() * 10]
+    for (let batch = 0; batch < 60; batch++) {
+      const ids: Array<string> = []
+      const entities: Array<Entity | undefined> = []
+      const size = 1 + Math.floor(random() * 40)
+      for (let j = 0; j < size; j++) {
+        // Repeats inside a batch too: applyRange must give what sequential application gives.
+        const id = `e${Math.floor(random() * 80)}`
+        ids.push(id)
+        if (random() < 0.15) {
+          entities.push(undefined)
+          continue
+        }
+        const edges = Array.from(
+          { length: Math.floor(random() * 4) },
+          () =>
+            new GraphEdge({ to: `e${Math.floor(random() * 80)}` as EntityId, relation: (random() < 0.5 ? "a" : "b") as Relation, weight: random() }),
+        )
+        entities.push(
+          new Entity({
+            id: id as EntityId,
+            ...(random() < 0.15 ? {} : { vector: vectorOf() }),
+            ...(random() < 0.5 ? {} : { type: random() < 0.5 ? "doc" : "chunk" }),
+            ...(random() < 0.5 ? {} : { metadata: { g: Math.floor(random() * 3) } }),
+            ...(random() < 0.5 ? {} : { importance: random() }),
+            edges,
+          }),
+        )
+      }
+      for (let j = 0; j < ids.length; j++) {
+        const outcome = one.applyRow(ids[j]!, entities[j])
+        if (outcome === "inserted") expected.inserted++
+        else if (outcome === "skipped") expected.skipped++
+      }
+      for (let from = 0; from < ids.length; ) {
+        const to = Math.min(ids.length, from + 1 + Math.floor(random() * 12))
+        ranged.applyRange(ids, entities, from, to, counts)
+        from = to
+      }
+      const where = `seed ${seed}, batch ${batch}`
+      assert.deepStrictEqual(counts, expected, where)
+      assert.deepStrictEqual(ranged.labelToId, one.labelToId, where)
+      assert.deepStrictEqual(ranged.freeLabels, one.freeLabels, where)
+      assert.strictEqual(ranged.liveVectors, one.liveVectors, where)
+      assert.strictEqual(ranged.addPointCount, one.addPointCount, where)
+      assert.deepStrictEqual(ranged.vectors, one.vectors, where)
+      assert.deepStrictEqual(ranged.norms, one.norms, where)
+      assert.deepStrictEqual(ranged.scoring, one.scoring, where)
+      assert.deepStrictEqual(ranged.attrs, one.attrs, where)
+      assert.deepStrictEqual(ranged.postings, one.postings, where)
+      assert.deepStrictEqual(new Map(ranged.graph.entries()), new Map(one.graph.entries()), where)
+      // The same native operations in the same order build the same HNSW graph.
+      for (let q = 0; q < 5; q++) {
+        const query = [random() * 10, random() * 10]
+        assert.deepStrictEqual(ranged.searchLabels(query, 10, 20), one.searchLabels(query, 10, 20), where)
+      }
+    }
+    assert.isAbove(expected.inserted, 0)
+    assert.isAbove(expected.skipped, 0)
   })
 })
