@@ -4,7 +4,7 @@
  * (new keys are appended unsorted and folded in on the next range scan, into
  * a fresh array so scans already running keep their snapshot). That keeps the
  * write path at a hash insert; a skip list was not needed (see the bench note
- * in Memtable.test.ts). Rows are held encoded (see `Slot`) and decoded on
+ * in Memtable.test.ts). Rows are held encoded (see `RowMap`) and decoded on
  * read.
  *
  * The `Memtable` service holds the active RowMap and the frozen ones waiting
@@ -23,7 +23,7 @@ import * as RowCodec from "./RowCodec.js"
 // ---------------------------------------------------------------------------
 // Pure sorted row map
 
-/** Per-key overhead counted on top of the encoded row (Map entry, slot, key string, byte view). */
+/** Per-key overhead counted on top of the encoded row (Map entry, row record, key string). */
 const KEY_OVERHEAD = 160
 
 /** Index of the first key ≥ `key` in a sorted array. */
@@ -39,36 +39,33 @@ export const lowerBound = (keys: ReadonlyArray<Row.Key>, key: Row.Key): number =
 }
 
 /**
- * One key's row as the memtable holds it: its encoding (for a fresh key the
- * very bytes of the WAL payload, whose seq field may still be 0), the seq,
- * and the stats a flush needs. Encoded rows are one small object and a view
- * into a shared slab instead of a graph of maps and cells, which is what
- * kept the garbage collector busy on the write path; a read decodes.
+ * Each row's record is a stride of numbers in one Float64Array (see
+ * `RowMap`): where its encoding lies, its seq and the stats a flush needs.
  */
-class Slot implements RowCodec.EncodedRow {
-  constructor(
-    readonly key: Row.Key,
-    readonly bytes: Uint8Array,
-    readonly seq: number,
-    readonly tombstones: number,
-    readonly minWall: number,
-    readonly minNode: number,
-    readonly maxWall: number,
-    readonly maxNode: number,
-  ) {}
-
-  static of(key: Row.Key, bytes: Uint8Array, seq: number, stats: Row.RowStats): Slot {
-    return new Slot(key, bytes, seq, stats.tombstones, stats.minWall, stats.minNode, stats.maxWall, stats.maxNode)
-  }
-
-  row(): Row.Row {
-    const row = RowCodec.decodeRow(this.bytes)
-    return row.seq === this.seq ? row : { deletedAt: row.deletedAt, cells: row.cells, seq: this.seq }
-  }
-}
+const STRIDE = 9
+const BUFFER = 0 // index into `buffers`
+const OFFSET = 1
+const LENGTH = 2
+const SEQ = 3
+const TOMBSTONES = 4
+const MIN_WALL = 5
+const MIN_NODE = 6
+const MAX_WALL = 7
+const MAX_NODE = 8
 
 export class RowMap {
-  private readonly slots = new Map<Row.Key, Slot>()
+  /**
+   * Key → row number. A row is a record in `records` and bytes in one of
+   * `buffers` (for a fresh key, the very WAL payload slab its write was
+   * encoded into, whose seq field may still be 0): per row the heap holds
+   * only its key string and this Map entry. A graph of maps and cells per row,
+   * and later a slot object and a byte view per row, were what kept the
+   * garbage collector busy on the write path: every scavenge copied the rows
+   * a 64 MiB memtable accumulates.
+   */
+  private readonly index = new Map<Row.Key, number>()
+  private records = new Float64Array(STRIDE * 1024)
+  private readonly buffers: Array<ArrayBufferLike> = []
   private sorted: ReadonlyArray<Row.Key> = []
   private pending: Array<Row.Key> = []
   private isFrozen = false
@@ -83,7 +80,7 @@ export class RowMap {
   }
 
   get rowCount(): number {
-    return this.slots.size
+    return this.index.size
   }
 
   /** Newest commit sequence number applied. */
@@ -102,30 +99,80 @@ export class RowMap {
 
   /**
    * Merges a row change given as its encoding (whose seq field may differ:
-   * `seq` counts) and its stats. A fresh key keeps the bytes as they are (the
-   * write path passes a view into its WAL payload); an existing key is merged
-   * and re-encoded.
+   * `seq` counts) and its stats. A fresh key keeps the bytes where they are
+   * (the write path passes a view into its WAL payload, which must not change
+   * afterwards); an existing key is merged and re-encoded.
    */
   applyEncoded(key: Row.Key, bytes: Uint8Array, seq: number, stats: Row.RowStats): void {
     if (this.isFrozen) throw new Error(`memtable ${this.id} is frozen`)
-    const existing = this.slots.get(key)
-    let slot: Slot
+    const existing = this.index.get(key)
     if (existing === undefined) {
-      slot = Slot.of(key, bytes, seq, stats)
+      const n = this.index.size
+      if ((n + 1) * STRIDE > this.records.length) {
+        const grown = new Float64Array(this.records.length * 2)
+        grown.set(this.records)
+        this.records = grown
+      }
+      this.write(n, bytes, seq, stats)
+      this.index.set(key, n)
       this.pending.push(key)
       this.byteCount += bytes.length + KEY_OVERHEAD + key.length
     } else {
       const change = RowCodec.decodeRow(bytes)
-      const merged = Row.merge(existing.row(), { deletedAt: change.deletedAt, cells: change.cells, seq })
-      slot = Slot.of(key, RowCodec.encodeRow(merged), merged.seq, Row.rowStats(merged))
-      this.byteCount += slot.bytes.length - existing.bytes.length
+      const merged = Row.merge(this.rowAt(existing), { deletedAt: change.deletedAt, cells: change.cells, seq })
+      const encoded = RowCodec.encodeRow(merged)
+      this.byteCount += encoded.length - this.records[existing * STRIDE + LENGTH]!
+      this.write(existing, encoded, merged.seq, Row.rowStats(merged))
     }
-    this.slots.set(key, slot)
     if (seq > this.seqMax) this.seqMax = seq
   }
 
+  private write(n: number, bytes: Uint8Array, seq: number, stats: Row.RowStats): void {
+    const r = this.records
+    const at = n * STRIDE
+    const last = this.buffers.length - 1
+    if (last < 0 || this.buffers[last] !== bytes.buffer) this.buffers.push(bytes.buffer)
+    r[at + BUFFER] = this.buffers.length - 1
+    r[at + OFFSET] = bytes.byteOffset
+    r[at + LENGTH] = bytes.length
+    r[at + SEQ] = seq
+    r[at + TOMBSTONES] = stats.tombstones
+    r[at + MIN_WALL] = stats.minWall
+    r[at + MIN_NODE] = stats.minNode
+    r[at + MAX_WALL] = stats.maxWall
+    r[at + MAX_NODE] = stats.maxNode
+  }
+
+  private bytesAt(n: number): Uint8Array {
+    const at = n * STRIDE
+    const r = this.records
+    return new Uint8Array(this.buffers[r[at + BUFFER]!]!, r[at + OFFSET]!, r[at + LENGTH]!)
+  }
+
+  private rowAt(n: number): Row.Row {
+    const row = RowCodec.decodeRow(this.bytesAt(n))
+    const seq = this.records[n * STRIDE + SEQ]!
+    return row.seq === seq ? row : { deletedAt: row.deletedAt, cells: row.cells, seq }
+  }
+
+  private encodedAt(key: Row.Key, n: number): RowCodec.EncodedRow {
+    const r = this.records
+    const at = n * STRIDE
+    return {
+      key,
+      bytes: this.bytesAt(n),
+      seq: r[at + SEQ]!,
+      tombstones: r[at + TOMBSTONES]!,
+      minWall: r[at + MIN_WALL]!,
+      minNode: r[at + MIN_NODE]!,
+      maxWall: r[at + MAX_WALL]!,
+      maxNode: r[at + MAX_NODE]!,
+    }
+  }
+
   get(key: Row.Key): Row.Row | undefined {
-    return this.slots.get(key)?.row()
+    const n = this.index.get(key)
+    return n === undefined ? undefined : this.rowAt(n)
   }
 
   /** No more writes; sorts the keys once so every later scan is a plain walk. */
@@ -164,14 +211,14 @@ export class RowMap {
 
   /** Every row in key order in its encoded form (a flush copies the bytes instead of re-encoding). */
   *encodedEntries(): IterableIterator<RowCodec.EncodedRow> {
-    for (const key of this.sortedKeys()) yield this.slots.get(key) as Slot
+    for (const key of this.sortedKeys()) yield this.encodedAt(key, this.index.get(key) as number)
   }
 
   private *walk(keys: ReadonlyArray<Row.Key>, start?: Row.Key, end?: Row.Key): IterableIterator<Row.KeyedRow> {
     for (let i = start === undefined ? 0 : lowerBound(keys, start); i < keys.length; i++) {
       const key = keys[i] as Row.Key
       if (end !== undefined && key >= end) return
-      yield { key, row: (this.slots.get(key) as Slot).row() }
+      yield { key, row: this.rowAt(this.index.get(key) as number) }
     }
   }
 }
