@@ -94,16 +94,17 @@ export class RowMap {
 
   /** Merges a row change into the map. A frozen map refuses writes: that would be a bug. */
   apply(key: Row.Key, row: Row.Row): void {
-    this.applyEncoded(key, RowCodec.encodeRow(row), row.seq, Row.rowStats(row))
+    const bytes = RowCodec.encodeRow(row)
+    this.applyEncoded(key, bytes, 0, bytes.length, row.seq, Row.rowStats(row))
   }
 
   /**
-   * Merges a row change given as its encoding (whose seq field may differ:
-   * `seq` counts) and its stats. A fresh key keeps the bytes where they are
-   * (the write path passes a view into its WAL payload, which must not change
-   * afterwards); an existing key is merged and re-encoded.
+   * Merges a row change given as its encoding, `bytes[start, end)` (whose seq
+   * field may differ: `seq` counts), and its stats. A fresh key keeps the
+   * bytes where they are (the write path passes its WAL payload, which must
+   * not change afterwards); an existing key is merged and re-encoded.
    */
-  applyEncoded(key: Row.Key, bytes: Uint8Array, seq: number, stats: Row.RowStats): void {
+  applyEncoded(key: Row.Key, bytes: Uint8Array, start: number, end: number, seq: number, stats: Row.RowStats): void {
     if (this.isFrozen) throw new Error(`memtable ${this.id} is frozen`)
     const existing = this.index.get(key)
     if (existing === undefined) {
@@ -113,28 +114,28 @@ export class RowMap {
         grown.set(this.records)
         this.records = grown
       }
-      this.write(n, bytes, seq, stats)
+      this.write(n, bytes, start, end, seq, stats)
       this.index.set(key, n)
       this.pending.push(key)
-      this.byteCount += bytes.length + KEY_OVERHEAD + key.length
+      this.byteCount += end - start + KEY_OVERHEAD + key.length
     } else {
-      const change = RowCodec.decodeRow(bytes)
+      const change = RowCodec.decodeRow(bytes.subarray(start, end))
       const merged = Row.merge(this.rowAt(existing), { deletedAt: change.deletedAt, cells: change.cells, seq })
       const encoded = RowCodec.encodeRow(merged)
       this.byteCount += encoded.length - this.records[existing * STRIDE + LENGTH]!
-      this.write(existing, encoded, merged.seq, Row.rowStats(merged))
+      this.write(existing, encoded, 0, encoded.length, merged.seq, Row.rowStats(merged))
     }
     if (seq > this.seqMax) this.seqMax = seq
   }
 
-  private write(n: number, bytes: Uint8Array, seq: number, stats: Row.RowStats): void {
+  private write(n: number, bytes: Uint8Array, start: number, end: number, seq: number, stats: Row.RowStats): void {
     const r = this.records
     const at = n * STRIDE
     const last = this.buffers.length - 1
     if (last < 0 || this.buffers[last] !== bytes.buffer) this.buffers.push(bytes.buffer)
     r[at + BUFFER] = this.buffers.length - 1
-    r[at + OFFSET] = bytes.byteOffset
-    r[at + LENGTH] = bytes.length
+    r[at + OFFSET] = bytes.byteOffset + start
+    r[at + LENGTH] = end - start
     r[at + SEQ] = seq
     r[at + TOMBSTONES] = stats.tombstones
     r[at + MIN_WALL] = stats.minWall
@@ -295,8 +296,15 @@ export interface MemtableShape {
    * (an Effect step per write costs more than the work itself).
    */
   readonly applyUnsafe: (rows: ReadonlyArray<Row.KeyedRow>) => void
-  /** One row given as its encoding (seq field aside), seq and stats (see RowMap.applyEncoded). */
-  readonly applyEncodedUnsafe: (key: Row.Key, bytes: Uint8Array, seq: number, stats: Row.RowStats) => void
+  /** One row given as its encoding `bytes[start, end)` (seq field aside), seq and stats (see RowMap.applyEncoded). */
+  readonly applyEncodedUnsafe: (
+    key: Row.Key,
+    bytes: Uint8Array,
+    start: number,
+    end: number,
+    seq: number,
+    stats: Row.RowStats,
+  ) => void
   readonly getUnsafe: (key: Row.Key) => Row.Row | undefined
   readonly activeBytesUnsafe: () => number
   readonly freezeActiveUnsafe: () => MemtableView | undefined
@@ -340,8 +348,15 @@ export const make: Effect.Effect<MemtableShape> = Effect.sync(() => {
     Metrics.memtableBytes.unsafeUpdate(active.bytes, [])
   }
 
-  const applyEncodedUnsafe = (key: Row.Key, bytes: Uint8Array, seq: number, stats: Row.RowStats): void => {
-    active.applyEncoded(key, bytes, seq, stats)
+  const applyEncodedUnsafe = (
+    key: Row.Key,
+    bytes: Uint8Array,
+    start: number,
+    end: number,
+    seq: number,
+    stats: Row.RowStats,
+  ): void => {
+    active.applyEncoded(key, bytes, start, end, seq, stats)
     Metrics.memtableBytes.unsafeUpdate(active.bytes, [])
   }
 

@@ -30,7 +30,8 @@ const TWO_32 = 2 ** 32
 /** Rounds numbers to float32 for `Writer.f32array` (the engine's one JS thread uses it synchronously). */
 const SCRATCH_FLOATS = 4096
 const scratchF32 = new Float32Array(SCRATCH_FLOATS)
-const scratchBytes = Buffer.from(scratchF32.buffer)
+/** The scratch's first bytes, kept for the last length used (one vector size per tenant, typically). */
+let scratchView = new Uint8Array(scratchF32.buffer, 0, 0)
 
 // ---------------------------------------------------------------------------
 // Byte writer / reader
@@ -144,7 +145,8 @@ export class Writer {
         for (let from = 0; from < values.length; from += SCRATCH_FLOATS) {
           const count = Math.min(SCRATCH_FLOATS, values.length - from)
           for (let i = 0; i < count; i++) scratchF32[i] = values[from + i] as number
-          scratchBytes.copy(this.buf, this.pos + from * 4, 0, count * 4)
+          if (scratchView.length !== count * 4) scratchView = new Uint8Array(scratchF32.buffer, 0, count * 4)
+          this.buf.set(scratchView, this.pos + from * 4)
         }
       }
     } else {

@@ -180,7 +180,12 @@ interface EncodedWrite {
   readonly stats: ReadonlyArray<Row.RowStats>
 }
 
-const mutationKey = (m: Mutation): Row.Key => Row.makeKey(m.tenant, mutationId(m))
+/** The row key of each mutation (the write path computes them once: a Map lookup hashes a key string once). */
+const mutationKeys = (mutations: ReadonlyArray<Mutation>): Array<Row.Key> => {
+  const keys: Array<Row.Key> = new Array(mutations.length)
+  for (let i = 0; i < mutations.length; i++) keys[i] = Row.makeKey(mutations[i]!.tenant, mutationId(mutations[i]!))
+  return keys
+}
 
 /**
  * Encodes each mutation's row straight into the payload, carved from a
@@ -190,14 +195,13 @@ const mutationKey = (m: Mutation): Row.Key => Row.makeKey(m.tenant, mutationId(m
  */
 const encodeWrite = (
   mutations: ReadonlyArray<Mutation>,
+  keys: ReadonlyArray<Row.Key>,
   createdAts: ReadonlyArray<number | undefined>,
   stamps: ReadonlyArray<Hlc.Timestamp>,
 ): EncodedWrite => {
-  const keys: Array<Row.Key> = new Array(mutations.length)
   let estimate = 16
   for (let i = 0; i < mutations.length; i++) {
     const m = mutations[i]!
-    keys[i] = mutationKey(m)
     estimate += keys[i]!.length + 8 + (m._tag === "PutEntity" ? Row.entityRowSizeEstimate(m.entity) : 256)
   }
   // Sized from the estimate so the buffer rarely grows (and copies) while encoding.
@@ -490,12 +494,12 @@ export const make: Effect.Effect<
    */
   const createdAtsSync = (
     mutations: ReadonlyArray<Mutation>,
+    keys: ReadonlyArray<Row.Key>,
   ): ReadonlyArray<number | undefined> | typeof NEEDS_READ => {
     let out: Array<number | undefined> | undefined
     for (let i = 0; i < mutations.length; i++) {
-      const m = mutations[i]!
-      if (!needsCreatedAt(m)) continue
-      const key = Row.makeKey(m.tenant, m.entity.id)
+      if (!needsCreatedAt(mutations[i]!)) continue
+      const key = keys[i]!
       if (store.mayContainUnsafe(key)) return NEEDS_READ
       const meta = memtable.getUnsafe(key)?.cells.get(Row.META)?.value
       if (meta?._tag === "Meta" && meta.createdAt !== undefined) {
@@ -526,10 +530,9 @@ export const make: Effect.Effect<
 
   const createdAtsFor = (
     mutations: ReadonlyArray<Mutation>,
+    keys: ReadonlyArray<Row.Key>,
   ): Effect.Effect<ReadonlyArray<number | undefined>, StorageFailure | TenantViolation> =>
-    Effect.forEach(mutations, (m) =>
-      needsCreatedAt(m) ? existingCreatedAt(Row.makeKey(m.tenant, m.entity.id)) : Effect.succeed(undefined),
-    )
+    Effect.forEach(mutations, (m, i) => (needsCreatedAt(m) ? existingCreatedAt(keys[i]!) : Effect.succeed(undefined)))
 
   /** One timestamp per mutation, increasing, so later mutations of a batch win over earlier ones on a row. */
   const timestampsFor = (count: number): Effect.Effect<ReadonlyArray<Hlc.Timestamp>> =>
@@ -562,7 +565,7 @@ export const make: Effect.Effect<
         try {
           if (error !== undefined) return resume(Effect.fail(error))
           for (let i = 0; i < keys.length; i++) {
-            memtable.applyEncodedUnsafe(keys[i]!, payload.subarray(spans[2 * i], spans[2 * i + 1]), seq, stats[i]!)
+            memtable.applyEncodedUnsafe(keys[i]!, payload, spans[2 * i]!, spans[2 * i + 1]!, seq, stats[i]!)
           }
           const ids = mutations.length === 1 ? [mutationId(mutations[0]!)] : [...new Set(mutations.map(mutationId))]
           markApplied({ seq, tenant: caller, ids })
@@ -581,11 +584,16 @@ export const make: Effect.Effect<
     })
 
   /** The path with a table read (createdAt of a key some bloom filter may hold) or a stall. */
-  const slowWrite = (caller: TenantId, mutations: ReadonlyArray<Mutation>, sync: boolean) => {
+  const slowWrite = (
+    caller: TenantId,
+    mutations: ReadonlyArray<Mutation>,
+    keys: ReadonlyArray<Row.Key>,
+    sync: boolean,
+  ) => {
     preparing++
-    const run = Effect.flatMap(createdAtsFor(mutations), (createdAts) =>
+    const run = Effect.flatMap(createdAtsFor(mutations, keys), (createdAts) =>
       Effect.flatMap(timestampsFor(mutations.length), (stamps) =>
-        commit(caller, mutations, encodeWrite(mutations, createdAts, stamps), sync),
+        commit(caller, mutations, encodeWrite(mutations, keys, createdAts, stamps), sync),
       ),
     )
     return Effect.ensuring(
@@ -609,15 +617,16 @@ export const make: Effect.Effect<
       }
       if (mutations.length === 0) return Effect.succeed({ seq: applied })
       const sync = options?.sync === true
-      if (frozenQueue.length > config.maxFrozenMemtables) return slowWrite(caller, mutations, sync)
-      const createdAts = createdAtsSync(mutations)
-      if (createdAts === NEEDS_READ) return slowWrite(caller, mutations, sync)
+      const keys = mutationKeys(mutations)
+      if (frozenQueue.length > config.maxFrozenMemtables) return slowWrite(caller, mutations, keys, sync)
+      const createdAts = createdAtsSync(mutations, keys)
+      if (createdAts === NEEDS_READ) return slowWrite(caller, mutations, keys, sync)
       if (localNow !== undefined) {
         const stamps = mutations.length === 1 ? [localNow()] : Array.from({ length: mutations.length }, localNow)
-        return commit(caller, mutations, encodeWrite(mutations, createdAts, stamps), sync)
+        return commit(caller, mutations, encodeWrite(mutations, keys, createdAts, stamps), sync)
       }
       return Effect.flatMap(timestampsFor(mutations.length), (stamps) =>
-        commit(caller, mutations, encodeWrite(mutations, createdAts, stamps), sync),
+        commit(caller, mutations, encodeWrite(mutations, keys, createdAts, stamps), sync),
       )
     })
 
