@@ -27,6 +27,9 @@ export class DecodeError extends Error {
 const LITTLE_ENDIAN_HOST = endianness() === "LE"
 const TWO_32 = 2 ** 32
 
+/** Strings up to this length are written by a JS loop (a native call costs more for them). */
+const SHORT_STRING = 64
+
 /** Rounds numbers to float32 for `Writer.f32array` (the engine's one JS thread uses it synchronously). */
 const SCRATCH_FLOATS = 4096
 const scratchF32 = new Float32Array(SCRATCH_FLOATS)
@@ -113,6 +116,9 @@ export class Writer {
 
   /** varint byte length + UTF-8 */
   str(s: string): this {
+    // Cell names and short texts are mostly ASCII: a JS loop beats the two
+    // native calls (byteLength + write) for them.
+    if (s.length <= SHORT_STRING && this.ascii(s)) return this
     const n = Buffer.byteLength(s, "utf8")
     this.varint(n)
     this.ensure(n)
@@ -125,9 +131,27 @@ export class Writer {
   latin1(s: string): this {
     this.varint(s.length)
     this.ensure(s.length)
-    this.buf.write(s, this.pos, "latin1")
+    if (s.length <= SHORT_STRING) {
+      const buf = this.buf
+      let p = this.pos
+      for (let i = 0; i < s.length; i++) buf[p++] = s.charCodeAt(i)
+    } else {
+      this.buf.write(s, this.pos, "latin1")
+    }
     this.pos += s.length
     return this
+  }
+
+  /** Writes `s` as varint length + bytes if it is all ASCII (then true); otherwise writes nothing. */
+  private ascii(s: string): boolean {
+    for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) > 0x7f) return false
+    this.varint(s.length)
+    this.ensure(s.length)
+    const buf = this.buf
+    let p = this.pos
+    for (let i = 0; i < s.length; i++) buf[p++] = s.charCodeAt(i)
+    this.pos = p
+    return true
   }
 
   /**

@@ -131,6 +131,35 @@ describe("RowCodec", () => {
     assert.isTrue(Buffer.from(fromNumbers).equals(Buffer.from(fromFloats)))
   })
 
+  it("Writer.str and Writer.latin1 write what Buffer's encoders write, short or long (property)", () => {
+    const varint = (n: number): Array<number> => {
+      const out: Array<number> = []
+      for (; n >= 0x80; n = Math.floor(n / 0x80)) out.push((n % 0x80) | 0x80)
+      return [...out, n]
+    }
+    const lengths = { minLength: 0, maxLength: 80 } as const
+    fc.assert(
+      fc.property(
+        fc.oneof(
+          fc.string({ ...lengths, unit: "binary" }),
+          fc.string({ ...lengths, unit: "grapheme-ascii" }),
+          // Mostly ASCII with some latin1 and a few wider chars: where a short-string path could go wrong.
+          fc.string({ ...lengths, unit: fc.oneof(fc.integer({ min: 0, max: 0x7f }), fc.integer({ min: 0x80, max: 0x17f })).map((c) => String.fromCharCode(c)) }),
+        ),
+        fc.string({ ...lengths, unit: fc.integer({ min: 0, max: 0xff }).map((c) => String.fromCharCode(c)) }),
+        (text, binary) => {
+          const utf8 = Buffer.from(text, "utf8")
+          const got = new RowCodec.Writer(4).u8(9).str(text).view()
+          assert.deepStrictEqual(Buffer.from(got), Buffer.from([9, ...varint(utf8.length), ...utf8]))
+          const bytes = Buffer.from(binary, "latin1")
+          const gotBinary = new RowCodec.Writer(4).latin1(binary).view()
+          assert.deepStrictEqual(Buffer.from(gotBinary), Buffer.from([...varint(bytes.length), ...bytes]))
+        },
+      ),
+      { seed: Arb.seed("Writer strings"), numRuns: 1000 },
+    )
+  })
+
   it("golden bytes of a small row", () => {
     const row: Row.Row = {
       deletedAt: ts(0x1000, 7),
