@@ -375,15 +375,19 @@ export const writeEntityRow = (
   createdAt: number | undefined = entity.createdAt,
 ): RowStats => {
   const millis = Hlc.physicalMillis(ts)
-  const chunks = entity.chunks ?? []
-  const edges = entity.edges ?? []
+  const chunks = entity.chunks
+  const edges = entity.edges
   // Cell names sort as chunks ("c…"), edges ("e…"), meta ("m"), vector ("v").
-  const chunkCells = cellOrder(chunks.length, (i) => chunkName(chunks[i]!.id))
-  const edgeCells = cellOrder(edges.length, (i) => edgeName(edges[i]!.relation, edges[i]!.to))
+  const chunkCells =
+    chunks === undefined || chunks.length === 0 ? NO_CELLS : cellOrder(chunks.length, (i) => chunkName(chunks[i]!.id))
+  const edgeCells =
+    edges === undefined || edges.length === 0
+      ? NO_CELLS
+      : cellOrder(edges.length, (i) => edgeName(edges[i]!.relation, edges[i]!.to))
   const vector = entity.vector
   RowCodec.writeRowStart(w, seq, ts, chunkCells.length + edgeCells.length + (vector === undefined ? 1 : 2))
-  for (const [name, i] of chunkCells) RowCodec.writeCell(w, name, ts, chunkValue(chunks[i]!, i))
-  for (const [name, i] of edgeCells) RowCodec.writeCell(w, name, ts, edgeValue(edges[i]!))
+  for (const [name, i] of chunkCells) RowCodec.writeCell(w, name, ts, chunkValue(chunks![i]!, i))
+  for (const [name, i] of edgeCells) RowCodec.writeCell(w, name, ts, edgeValue(edges![i]!))
   RowCodec.writeCell(w, META, ts, metaValue(entity, createdAt ?? millis, millis))
   if (vector !== undefined) RowCodec.writeVectorCell(w, VECTOR, ts, entity.vectorVersion ?? 0, vector)
   return { tombstones: 1, minWall: ts.wall, minNode: ts.node, maxWall: ts.wall, maxNode: ts.node }
