@@ -94,7 +94,7 @@ export class RowMap {
 
   /** Merges a row change into the map. A frozen map refuses writes: that would be a bug. */
   apply(key: Row.Key, row: Row.Row): void {
-    const bytes = RowCodec.encodeRow(row)
+    const bytes = RowCodec.encodeRowInSlab(row)
     this.applyEncoded(key, bytes, 0, bytes.length, row.seq, Row.rowStats(row))
   }
 
@@ -121,6 +121,8 @@ export class RowMap {
     } else {
       const change = RowCodec.decodeRow(bytes.subarray(start, end))
       const merged = Row.merge(this.rowAt(existing), { deletedAt: change.deletedAt, cells: change.cells, seq })
+      // Its own buffer, not the slab: a key overwritten many times would pin
+      // slab space its accounting no longer counts.
       const encoded = RowCodec.encodeRow(merged)
       this.byteCount += encoded.length - this.records[existing * STRIDE + LENGTH]!
       this.write(existing, encoded, 0, encoded.length, merged.seq, Row.rowStats(merged))

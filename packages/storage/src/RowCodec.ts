@@ -509,14 +509,8 @@ const SLAB_BYTES = 1024 * 1024
 let slab = Buffer.allocUnsafeSlow(SLAB_BYTES)
 let slabUsed = 0
 
-/**
- * `n` bytes carved from a shared 1 MiB slab. Every ArrayBuffer costs the
- * garbage collector (an external backing store it tracks and sweeps one by
- * one); WAL payloads stay referenced by the memtable until its flush, so one
- * buffer each (or one per 8 KiB pool chunk) added up. Give the unused tail
- * back with `trimSlab`. Large requests get their own buffer.
- */
-export const allocSlab = (n: number): Buffer => {
+/** `n` bytes carved from the shared slab (large requests get their own buffer). */
+const allocSlab = (n: number): Buffer => {
   if (n > SLAB_BYTES / 16) return Buffer.allocUnsafe(n)
   if (slabUsed + n > SLAB_BYTES) {
     slab = Buffer.allocUnsafeSlow(SLAB_BYTES)
@@ -527,13 +521,32 @@ export const allocSlab = (n: number): Buffer => {
   return out
 }
 
-/** Returns the tail of the latest `allocSlab` buffer beyond `used` bytes to the slab. */
-export const trimSlab = (buf: Uint8Array, used: number): void => {
-  if (buf.buffer === slab.buffer && buf.byteOffset + buf.length === slabUsed) slabUsed = buf.byteOffset + used
+/**
+ * Runs `write` on a Writer over `estimate` bytes carved from a shared 1 MiB
+ * slab and returns what it wrote (a view into the slab; into the writer's own
+ * buffer if the estimate fell short); the unused tail goes back to the slab.
+ * For bytes the memtable keeps until its flush (WAL payloads, merged rows):
+ * every ArrayBuffer costs the garbage collector (an external backing store it
+ * tracks and sweeps one by one), and one per row added up. A slab lives as
+ * long as any row in it; memtable rows are dropped together at flush.
+ */
+export const writeInSlab = (estimate: number, write: (w: Writer) => void): Uint8Array => {
+  const buf = allocSlab(estimate)
+  const w = new Writer(buf)
+  write(w)
+  const view = w.view()
+  if (view.buffer === buf.buffer && buf.buffer === slab.buffer && buf.byteOffset + buf.length === slabUsed) {
+    slabUsed = buf.byteOffset + view.length
+  }
+  return view
 }
 
+/** A row's encoding carved from the shared slab (see writeInSlab): for rows the memtable keeps. */
+export const encodeRowInSlab = (row: Row): Uint8Array => writeInSlab(estimateSize(row), (w) => writeRow(w, row))
+
 export const encodeRow = (row: Row): Uint8Array => {
-  const w = new Writer()
+  // Sized from the estimate: growing a small buffer copies a 1 KiB vector row several times.
+  const w = new Writer(estimateSize(row))
   writeRow(w, row)
   return w.finish()
 }

@@ -204,27 +204,25 @@ const encodeWrite = (
     const m = mutations[i]!
     estimate += keys[i]!.length + 8 + (m._tag === "PutEntity" ? Row.entityRowSizeEstimate(m.entity) : 256)
   }
-  // Sized from the estimate so the buffer rarely grows (and copies) while encoding.
-  const buf = RowCodec.allocSlab(estimate)
-  const w = new RowCodec.Writer(buf)
   const spans: Array<number> = new Array(2 * mutations.length)
   const stats: Array<Row.RowStats> = new Array(mutations.length)
-  w.u8(WAL_PAYLOAD_VERSION).varint(mutations.length)
-  for (let i = 0; i < mutations.length; i++) {
-    const m = mutations[i]!
-    w.latin1(keys[i]!)
-    spans[2 * i] = w.length
-    if (m._tag === "PutEntity") {
-      stats[i] = Row.writeEntityRow(w, m.entity, stamps[i]!, 0, createdAts[i] ?? m.entity.createdAt)
-    } else {
-      const { row } = Row.fromMutation(m, stamps[i]!, 0)
-      RowCodec.writeRow(w, row)
-      stats[i] = Row.rowStats(row)
+  // Sized from the estimate so the buffer rarely grows (and copies) while encoding.
+  const payload = RowCodec.writeInSlab(estimate, (w) => {
+    w.u8(WAL_PAYLOAD_VERSION).varint(mutations.length)
+    for (let i = 0; i < mutations.length; i++) {
+      const m = mutations[i]!
+      w.latin1(keys[i]!)
+      spans[2 * i] = w.length
+      if (m._tag === "PutEntity") {
+        stats[i] = Row.writeEntityRow(w, m.entity, stamps[i]!, 0, createdAts[i] ?? m.entity.createdAt)
+      } else {
+        const { row } = Row.fromMutation(m, stamps[i]!, 0)
+        RowCodec.writeRow(w, row)
+        stats[i] = Row.rowStats(row)
+      }
+      spans[2 * i + 1] = w.length
     }
-    spans[2 * i + 1] = w.length
-  }
-  const payload = w.view()
-  RowCodec.trimSlab(buf, payload.buffer === buf.buffer ? payload.length : 0)
+  })
   return { payload, keys, spans, stats }
 }
 

