@@ -294,12 +294,6 @@ const toF32 = (values: ReadonlyArray<number>): Float32Array => {
   return out
 }
 
-/** Drops undefined properties (exactOptionalPropertyTypes: absent, not undefined). */
-const definedProps = <T>(o: { readonly [K in keyof T]?: T[K] | undefined }): T => {
-  const out: Record<string, unknown> = {}
-  for (const [k, v] of Object.entries(o)) if (v !== undefined) out[k] = v
-  return out as T
-}
 
 /**
  * The row a PutEntity writes: a row tombstone at `ts` (a full replace) plus
@@ -328,7 +322,7 @@ export const fromEntity = (entity: Entity, ts: Hlc.Timestamp, seq: number): Row 
 
 /** The meta cell of an entity; `updatedAt` defaults to the write's time like `createdAt`. */
 const metaValue = (entity: Entity, createdAt: number, millis: number): MetaValue => {
-  // Built field by field (not definedProps): this runs once per write.
+  // Built field by field: this runs once per write.
   const meta: { -readonly [K in keyof MetaValue]: MetaValue[K] } = {
     _tag: "Meta",
     createdAt,
@@ -340,23 +334,39 @@ const metaValue = (entity: Entity, createdAt: number, millis: number): MetaValue
   return meta
 }
 
+// Built by hand (no undefined properties): these run per chunk and edge of every write.
 const chunkValue = (chunk: TextChunk, index: number): ChunkValue =>
-  definedProps<ChunkValue>({ _tag: "Chunk", index, text: chunk.text, metadata: chunk.metadata })
+  chunk.metadata === undefined
+    ? { _tag: "Chunk", index, text: chunk.text }
+    : { _tag: "Chunk", index, text: chunk.text, metadata: chunk.metadata }
 
 const NO_CELLS: ReadonlyArray<readonly [CellName, number]> = []
 
 /**
  * Names of `count` cells in encoding order (sorted), each with the index of
  * the LAST part that has it — a later chunk or edge with the same name
- * replaces an earlier one, as in fromEntity's Map.
+ * replaces an earlier one, as in fromEntity's Map. An insertion sort for the
+ * few cells an entity usually has; a Map and a sort beyond that.
  */
 const cellOrder = (count: number, nameOf: (i: number) => CellName): ReadonlyArray<readonly [CellName, number]> => {
-  if (count === 0) return NO_CELLS
   if (count === 1) return [[nameOf(0), 0]]
-  const last = new Map<CellName, number>()
-  for (let i = 0; i < count; i++) last.set(nameOf(i), i)
-  return [...last].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+  if (count > SMALL_CELL_COUNT) {
+    const last = new Map<CellName, number>()
+    for (let i = 0; i < count; i++) last.set(nameOf(i), i)
+    return [...last].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+  }
+  const order: Array<[CellName, number]> = []
+  for (let i = 0; i < count; i++) {
+    const name = nameOf(i)
+    let j = order.length
+    while (j > 0 && order[j - 1]![0] > name) j--
+    if (j > 0 && order[j - 1]![0] === name) order[j - 1]![1] = i
+    else order.splice(j, 0, [name, i])
+  }
+  return order
 }
+
+const SMALL_CELL_COUNT = 32
 
 /**
  * Appends to `w` the encoding of the row a PutEntity writes — byte for byte
@@ -395,21 +405,32 @@ export const writeEntityRow = (
 
 /** A generous guess of `writeEntityRow`'s byte count (the write path sizes its buffer from it). */
 export const entityRowSizeEstimate = (entity: Entity): number => {
-  let n = 96 + (entity.type?.length ?? 0) * 3 + (entity.metadata === undefined ? 0 : 3 * JSON.stringify(entity.metadata).length)
+  let n = 96 + (entity.type?.length ?? 0) * 3
+  if (entity.metadata !== undefined) n += RowCodec.metadataBytesBound(entity.metadata)
   if (entity.vector !== undefined) n += 48 + entity.vector.length * 4
-  for (const chunk of entity.chunks ?? []) {
-    n += 64 + (chunk.id.length + chunk.text.length) * 3
-    if (chunk.metadata !== undefined) n += 3 * JSON.stringify(chunk.metadata).length
+  const chunks = entity.chunks
+  if (chunks !== undefined) {
+    for (let i = 0; i < chunks.length; i++) {
+      const chunk = chunks[i]!
+      n += 64 + (chunk.id.length + chunk.text.length) * 3
+      if (chunk.metadata !== undefined) n += RowCodec.metadataBytesBound(chunk.metadata)
+    }
   }
-  for (const edge of entity.edges ?? []) {
-    n += 64 + (edge.relation.length + edge.to.length) * 3
-    if (edge.metadata !== undefined) n += 3 * JSON.stringify(edge.metadata).length
+  const edges = entity.edges
+  if (edges !== undefined) {
+    for (let i = 0; i < edges.length; i++) {
+      const edge = edges[i]!
+      n += 64 + (edge.relation.length + edge.to.length) * 3
+      if (edge.metadata !== undefined) n += RowCodec.metadataBytesBound(edge.metadata)
+    }
   }
   return n
 }
 
 const edgeValue = (edge: GraphEdge): EdgeValue =>
-  definedProps<EdgeValue>({ _tag: "Edge", weight: edge.weight, metadata: edge.metadata })
+  edge.metadata === undefined
+    ? { _tag: "Edge", weight: edge.weight }
+    : { _tag: "Edge", weight: edge.weight, metadata: edge.metadata }
 
 /** Turns one mutation into the row change it makes, with its key. */
 export const fromMutation = (mutation: Mutation, ts: Hlc.Timestamp, seq: number): KeyedRow => {

@@ -603,6 +603,16 @@ export const estimateSize = (row: Row): number => {
   return n
 }
 
+/** An upper bound of a metadata map's msgpack size (map, key and string headers ≤ 5 bytes, numbers ≤ 9, UTF-8 ≤ 3 bytes per char). */
+export const metadataBytesBound = (o: Readonly<Record<string, unknown>>): number => {
+  let n = 5
+  for (const k in o) {
+    const v = o[k]
+    n += 5 + k.length * 3 + (typeof v === "string" ? 5 + v.length * 3 : 9)
+  }
+  return n
+}
+
 const JSONLength = (o: Readonly<Record<string, unknown>>): number => {
   let n = 16
   for (const k in o) {
