@@ -350,14 +350,7 @@ export const make: Effect.Effect<MemtableShape> = Effect.sync(() => {
     Metrics.memtableBytes.unsafeUpdate(active.bytes, [])
   }
 
-  const applyEncodedUnsafe = (
-    key: Row.Key,
-    bytes: Uint8Array,
-    start: number,
-    end: number,
-    seq: number,
-    stats: Row.RowStats,
-  ): void => {
+  const applyEncodedUnsafe: MemtableShape["applyEncodedUnsafe"] = (key, bytes, start, end, seq, stats) => {
     active.applyEncoded(key, bytes, start, end, seq, stats)
     Metrics.memtableBytes.unsafeUpdate(active.bytes, [])
   }
