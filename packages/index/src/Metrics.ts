@@ -5,48 +5,18 @@
  */
 import * as Metric from "effect/Metric"
 import * as MetricBoundaries from "effect/MetricBoundaries"
-import type * as MetricHook from "effect/MetricHook"
-import * as MetricKey from "effect/MetricKey"
-import * as MetricLabel from "effect/MetricLabel"
 
 const latencyBoundaries = MetricBoundaries.exponential({ start: 0.000_01, factor: 2, count: 22 })
 
 export type Stage = "ann" | "expand" | "filter" | "score" | "fetch" | "traverse"
 
-const queryStageSecondsKey = MetricKey.histogram(
+const queryStageSeconds = Metric.histogram(
   "allidb_query_stage_seconds",
   latencyBoundaries,
   "Time spent in one stage of a query",
 )
-const queryStageSeconds = Metric.fromMetricKey(queryStageSecondsKey)
 
 export const stageSeconds = (stage: Stage) => Metric.tagged(queryStageSeconds, "stage", stage)
-
-/**
- * Each stage's histogram hook, looked up in Effect's global registry at its
- * first update (so a series appears when its stage first runs, as through
- * `stageSeconds`) and kept: the registry hands out one hook per series, the
- * one `stageSeconds(stage)` updates and the Prometheus exporter reads.
- */
-const stageHooks: Partial<Record<Stage, MetricHook.MetricHook.Histogram>> = {}
-
-const stageHook = (stage: Stage): MetricHook.MetricHook.Histogram => {
-  const hook = Metric.globalMetricRegistry.getHistogram(
-    MetricKey.taggedWithLabels(queryStageSecondsKey, [MetricLabel.make("stage", stage)]),
-  )
-  stageHooks[stage] = hook
-  return hook
-}
-
-/**
- * Records `seconds` in the stage's histogram, synchronously — the same series
- * as `stageSeconds(stage)`, straight to its hook. The query path records two
- * stages per query right after the native search, when every object it
- * touches is out of cache: Metric's wrappers (the tagged metric, its label
- * merge, the hook cache) cost more there than the update itself.
- */
-export const unsafeRecordStage = (stage: Stage, seconds: number): void =>
-  (stageHooks[stage] ?? stageHook(stage)).update(seconds)
 
 const indexVectors = Metric.gauge("allidb_index_vectors", { description: "Live vectors in a tenant's HNSW index" })
 export const vectorsOf = (tenant: string) => Metric.tagged(indexVectors, "tenant", tenant)

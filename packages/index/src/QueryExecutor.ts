@@ -36,7 +36,7 @@ import * as Graph from "./Graph.js"
 import * as Metrics from "./Metrics.js"
 import * as Scorer from "./Scorer.js"
 import type { LabelHits, TenantIndex } from "./TenantIndex.js"
-import { type Metric, Tenants } from "./UnifiedIndex.js"
+import { Tenants } from "./UnifiedIndex.js"
 
 export type QueryError =
   | InvalidInput
@@ -85,144 +85,18 @@ interface Candidate extends Scorer.Ranked, Scorer.Components {
 /** The path of a direct ANN hit, shared. */
 const NO_PATH: ReadonlyArray<Graph.Step> = []
 
-/** Offsets of a hit's numbers in `DirectHits.values` (gathered values first, then the components they become). */
-const SCORE = 0
-/** The distance when gathered, the similarity once scored. */
-const SIMILARITY = 1
-/** The stored importance when gathered, the importance component once scored. */
-const IMPORTANCE = 2
-/** The stored updatedAt when gathered, the recency component once scored. */
-const RECENCY = 3
-const HAS_IMPORTANCE = 4
-const HAS_RECENCY = 5
-const HIT_STRIDE = 6
-
-/**
- * The direct ANN hits of one query, scored into one array that an executor
- * reuses for every query. A kNN-only query (no expansion, no entity fetch —
- * what most requests are) then allocates no candidate object per hit, and
- * touches one small array instead of several.
- *
- * Why memory touched matters more than instructions here: right after the
- * native search has swept ~1 MB of vectors, every page and cache line the
- * query's own code touches misses. Measured at 100k × 128 (fiber per
- * query, paired rounds), skipping the ten scoring-mirror reads saved 8–12 µs
- * and skipping the two histogram updates 5–8 µs, out of ~20 µs the executor
- * and its fiber add to a 140 µs search. So hits are gathered first — only
- * loads, no calls in between, so the CPU overlaps the misses of the hits'
- * scattered pages — and scored after.
- *
- * Sharing is safe because a query fills and reads it in one synchronous
- * block: nothing yields in between.
- */
-class DirectHits {
-  size = 0
-  ids: Array<string> = []
-  /** Per hit, HIT_STRIDE numbers: see the offsets below. */
-  values = new Float64Array(64 * HIT_STRIDE)
-  /** Ranking order: indices of hits. */
-  order: Array<number> = []
-
-  reset(capacity: number): void {
-    this.size = 0
-    if (this.values.length >= capacity * HIT_STRIDE) return
-    this.values = new Float64Array(Math.max(capacity, (this.values.length / HIT_STRIDE) * 2) * HIT_STRIDE)
-  }
-
-  /** Records a hit as the index holds it: distance, and importance / updatedAt when asked for (a flag says if present). */
-  gather(id: string, distance: number, importance: number | undefined, updatedAt: number | undefined): void {
-    const i = this.size++
-    this.ids[i] = id
-    const v = this.values
-    const b = i * HIT_STRIDE
-    v[b + SIMILARITY] = distance
-    v[b + IMPORTANCE] = importance ?? 0
-    v[b + HAS_IMPORTANCE] = importance === undefined ? 0 : 1
-    v[b + RECENCY] = updatedAt ?? 0
-    v[b + HAS_RECENCY] = updatedAt === undefined ? 0 : 1
-  }
-
-  /** Turns each gathered hit into its score components and score (graph 1: a direct hit). */
-  score(
-    weights: Scorer.Weights,
-    metric: Metric,
-    withImportance: boolean,
-    withRecency: boolean,
-    now: number,
-    halfLifeMs: number,
-  ): void {
-    const v = this.values
-    for (let i = 0; i < this.size; i++) {
-      const b = i * HIT_STRIDE
-      const similarity = Scorer.similarity(metric, v[b + SIMILARITY]!)
-      const importance = withImportance
-        ? Scorer.importanceOf(v[b + HAS_IMPORTANCE] === 1 ? v[b + IMPORTANCE]! : undefined)
-        : 0
-      const recency = withRecency
-        ? Scorer.recency(v[b + HAS_RECENCY] === 1 ? v[b + RECENCY]! : undefined, now, halfLifeMs)
-        : 0
-      v[b + SIMILARITY] = similarity
-      v[b + IMPORTANCE] = importance
-      v[b + RECENCY] = recency
-      v[b + SCORE] = Scorer.scoreOf(weights, similarity, 1, importance, recency)
-    }
-  }
-
-  scoreAt(i: number): number {
-    return this.values[i * HIT_STRIDE + SCORE]!
-  }
-
-  similarityAt(i: number): number {
-    return this.values[i * HIT_STRIDE + SIMILARITY]!
-  }
-
-  importanceAt(i: number): number {
-    return this.values[i * HIT_STRIDE + IMPORTANCE]!
-  }
-
-  recencyAt(i: number): number {
-    return this.values[i * HIT_STRIDE + RECENCY]!
-  }
-
-  /** `Scorer.compareRanked` of hits `a` and `b` (the same answer, so the same order). */
-  compare(a: number, b: number): number {
-    const sa = this.scoreAt(a)
-    const sb = this.scoreAt(b)
-    if (sa > sb) return -1
-    if (sa < sb) return 1
-    const ia = this.ids[a]!
-    const ib = this.ids[b]!
-    return ia < ib ? -1 : ia > ib ? 1 : 0
-  }
-
-  /**
-   * Sorts `order` into ranking order by the algorithm of `Scorer.sortRanked`
-   * (insertion sort up to 32, else Array.prototype.sort with the same
-   * comparator), so even a comparator that is not a total order (a NaN
-   * score) ranks exactly as the candidate path does.
-   */
-  rank(): Array<number> {
-    const order = this.order
-    const n = this.size
-    order.length = n
-    for (let i = 0; i < n; i++) order[i] = i
-    if (n > 32) return order.sort((a, b) => this.compare(a, b))
-    for (let i = 1; i < n; i++) {
-      const item = order[i]!
-      let j = i - 1
-      while (j >= 0 && this.compare(order[j]!, item) > 0) {
-        order[j + 1] = order[j]!
-        j--
-      }
-      order[j + 1] = item
-    }
-    return order
-  }
-}
+const stageMetrics = {
+  ann: Metrics.stageSeconds("ann"),
+  expand: Metrics.stageSeconds("expand"),
+  filter: Metrics.stageSeconds("filter"),
+  score: Metrics.stageSeconds("score"),
+  fetch: Metrics.stageSeconds("fetch"),
+  traverse: Metrics.stageSeconds("traverse"),
+} as const
 
 const recordStage = (stage: Metrics.Stage, startedMs: number): number => {
   const now = performance.now()
-  Metrics.unsafeRecordStage(stage, (now - startedMs) / 1000)
+  stageMetrics[stage].unsafeUpdate((now - startedMs) / 1000, [])
   return now
 }
 
@@ -300,28 +174,11 @@ export const makeResult = (props: {
   readonly explain?: ScoreExplain
 }): QueryResult => Object.assign(Object.create(QueryResult.prototype) as QueryResult, props)
 
-interface ResultFields {
-  id: EntityId
-  score: number
-  entity?: Entity
-  explain?: ScoreExplain
-}
-
-/**
- * A plain constructor whose instances have QueryResult's prototype: `new`
- * gives V8 one stable object shape with the fields in the object, where
- * `Object.create(prototype)` plus stores was the executor's hottest line in a
- * profile of the kNN path.
- */
-const QueryResultOf = function (this: ResultFields, id: EntityId, score: number) {
-  this.id = id
-  this.score = score
-} as unknown as new (id: EntityId, score: number) => ResultFields
-QueryResultOf.prototype = QueryResult.prototype
-
 /** `makeResult` without the intermediate props object (the hot path of every query). */
 const resultOf = (id: EntityId, score: number, entity: Entity | undefined, explain: ScoreExplain | undefined): QueryResult => {
-  const result = new QueryResultOf(id, score)
+  const result = Object.create(QueryResult.prototype) as { id: EntityId; score: number; entity?: Entity; explain?: ScoreExplain }
+  result.id = id
+  result.score = score
   if (entity !== undefined) result.entity = entity
   if (explain !== undefined) result.explain = explain
   return result as QueryResult
@@ -385,55 +242,6 @@ export const make: Effect.Effect<QueryExecutorShape, never, Tenants | StorageEng
       const ended = recordStage("ann", afterFilter)
       if (timings !== undefined) timings["ann.ms"] = ended - afterFilter
       return { hits, ended }
-    }
-
-    const directHits = new DirectHits()
-
-    /** The score stage: scoring and ranking, the expansion's own walk excluded; the stage timings go to the span. */
-    const recordScore = (
-      scoreStarted: number,
-      walkMs: number,
-      span: Tracer.Span | undefined,
-      timings: Record<string, number> | undefined,
-    ): void => {
-      const scoreMs = performance.now() - scoreStarted - walkMs
-      Metrics.unsafeRecordStage("score", scoreMs / 1000)
-      if (span !== undefined && timings !== undefined) {
-        timings["score.ms"] = scoreMs
-        for (const key of Object.keys(timings)) span.attribute(key, timings[key])
-      }
-    }
-
-    /** `buildResults` for the first `n` ranked direct hits, without entities (they are direct: graph 1, no path). */
-    const directResults = (
-      request: QueryRequest,
-      weights: Scorer.Weights,
-      direct: DirectHits,
-      order: ReadonlyArray<number>,
-      n: number,
-    ): Array<QueryResult> => {
-      const results: Array<QueryResult> = []
-      for (let r = 0; r < n; r++) {
-        const i = order[r]!
-        const id = direct.ids[i]! as EntityId
-        const explain =
-          request.explain === true
-            ? new ScoreExplain(
-                {
-                  similarity: direct.similarityAt(i),
-                  graph: 1,
-                  importance: direct.importanceAt(i),
-                  recency: direct.recencyAt(i),
-                  weights: { ...weights },
-                  origin: id,
-                  path: [],
-                },
-                true,
-              )
-            : undefined
-        results.push(resultOf(id, direct.scoreAt(i), undefined, explain))
-      }
-      return results
     }
 
     const buildResults = (
@@ -586,48 +394,36 @@ export const make: Effect.Effect<QueryExecutorShape, never, Tenants | StorageEng
       const withRecency = weights.recency !== 0 || request.explain === true
       const withImportance = weights.importance !== 0 || request.explain === true
       const labelToId = index.labelToId
-      const direct = directHits
-      direct.reset(neighbors.length)
+      const scored: Array<Candidate> = []
       for (let i = 0; i < neighbors.length; i++) {
         const label = neighbors[i]!
         const id = labelToId[label]
         if (id === undefined) continue
-        direct.gather(
-          id,
-          distances[i]!,
-          withImportance ? index.importanceAt(label) : undefined,
-          withRecency ? index.updatedAtAt(label) : undefined,
+        scored.push(
+          candidate(
+            weights,
+            id,
+            Scorer.similarity(index.metric, distances[i]!),
+            1,
+            withImportance ? Scorer.importanceOf(index.importanceAt(label)) : 0,
+            withRecency ? Scorer.recency(index.updatedAtAt(label), now, config.recencyHalfLifeMs) : 0,
+            id,
+            NO_PATH,
+          ),
         )
-      }
-      direct.score(weights, index.metric, withImportance, withRecency, now, config.recencyHalfLifeMs)
-      // kNN only: ranked and answered from the columns in this synchronous
-      // block — one Effect step for the whole query.
-      if (request.includeEntities === false && (expand === undefined || direct.size === 0)) {
-        const order = direct.rank()
-        recordScore(scoreStarted, 0, span, timings)
-        return Effect.succeed(directResults(request, weights, direct, order, Math.min(order.length, request.k)))
-      }
-      // Expansion or an entity fetch yields: the hits become candidate objects.
-      const scored: Array<Candidate> = []
-      for (let i = 0; i < direct.size; i++) {
-        const id = direct.ids[i]!
-        scored.push({
-          id: id as EntityId,
-          score: direct.scoreAt(i),
-          similarity: direct.similarityAt(i),
-          graph: 1,
-          importance: direct.importanceAt(i),
-          recency: direct.recencyAt(i),
-          origin: id,
-          path: NO_PATH,
-        })
       }
       let walkMs = 0
 
       const rank = (): ReadonlyArray<Candidate> => {
         Scorer.sortRanked(scored)
         if (scored.length > request.k) scored.length = request.k
-        recordScore(scoreStarted, walkMs, span, timings)
+        // The score stage: scoring and ranking, the expansion's own walk excluded.
+        const scoreMs = performance.now() - scoreStarted - walkMs
+        stageMetrics.score.unsafeUpdate(scoreMs / 1000, [])
+        if (span !== undefined && timings !== undefined) {
+          timings["score.ms"] = scoreMs
+          for (const key of Object.keys(timings)) span.attribute(key, timings[key])
+        }
         return scored
       }
       const finish = (ranked: ReadonlyArray<Candidate>) =>

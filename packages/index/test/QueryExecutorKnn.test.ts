@@ -1,8 +1,9 @@
 /**
- * The kNN-only path of the QueryExecutor (no expansion, no entity fetch) ranks
- * direct hits in reused columns instead of candidate objects. These tests hold
- * it to an independent reference (the index's own search + Scorer), to the
- * candidate path (the same query with entities), and to the stage metrics.
+ * The kNN-only path of the QueryExecutor (no expansion, no entity fetch: one
+ * synchronous Effect step, the benchmark's headline path) held to an
+ * independent reference (the index's own search + Scorer), to the same query
+ * with entities fetched, to concurrent use, and to the stage metrics — so a
+ * faster rewrite of that path has something to be checked against.
  */
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
