@@ -36,13 +36,15 @@ const DIM = 8
 const dataSet = (random: () => number, count: number) => {
   const normal = Harness.gaussian(random)
   const vectors: Array<Array<number>> = []
-  const entities = []
+  const entities: Array<ReturnType<typeof entity>> = []
   for (let i = 0; i < count; i++) {
     const twin = i >= 5 && i % 5 === 0 ? i - 5 : undefined
     const vector = twin !== undefined ? vectors[twin]! : Array.from({ length: DIM }, () => normal())
     vectors.push(vector)
-    const importance = twin !== undefined ? entities[twin]!.importance : random() < 0.2 ? undefined : random()
-    const updatedAt = twin !== undefined ? entities[twin]!.updatedAt : random() < 0.2 ? undefined : Math.floor(random() * NOW)
+    const importance: number | undefined =
+      twin !== undefined ? entities[twin]!.importance : random() < 0.2 ? undefined : random()
+    const updatedAt: number | undefined =
+      twin !== undefined ? entities[twin]!.updatedAt : random() < 0.2 ? undefined : Math.floor(random() * NOW)
     entities.push(
       entity(`e${String(i).padStart(3, "0")}`, {
         vector,
