@@ -578,25 +578,25 @@ export const decodeRow = (bytes: Uint8Array): Row => {
   return row
 }
 
-/** Rough in-memory footprint of a row, for memtable accounting (not exact; stable and cheap). */
+/** A generous guess of a row's encoded size: encode buffers are sized from it so they rarely grow (and copy). */
 export const estimateSize = (row: Row): number => {
-  let n = 48
+  let n = 32
   for (const [name, cell] of row.cells) {
-    n += 48 + name.length * 2
+    n += 24 + name.length * 3
     const v = cell.value
     if (v === undefined) continue
     switch (v._tag) {
       case "Meta":
-        n += 64 + (v.type?.length ?? 0) * 2 + (v.metadata === undefined ? 0 : JSONLength(v.metadata))
+        n += 48 + (v.type?.length ?? 0) * 3 + (v.metadata === undefined ? 0 : metadataBytesBound(v.metadata))
         break
       case "Vector":
-        n += 64 + v.values.byteLength
+        n += 24 + v.values.byteLength
         break
       case "Chunk":
-        n += 48 + v.text.length * 2 + (v.metadata === undefined ? 0 : JSONLength(v.metadata))
+        n += 24 + v.text.length * 3 + (v.metadata === undefined ? 0 : metadataBytesBound(v.metadata))
         break
       case "Edge":
-        n += 32 + (v.metadata === undefined ? 0 : JSONLength(v.metadata))
+        n += 16 + (v.metadata === undefined ? 0 : metadataBytesBound(v.metadata))
         break
     }
   }
@@ -609,15 +609,6 @@ export const metadataBytesBound = (o: Readonly<Record<string, unknown>>): number
   for (const k in o) {
     const v = o[k]
     n += 5 + k.length * 3 + (typeof v === "string" ? 5 + v.length * 3 : 9)
-  }
-  return n
-}
-
-const JSONLength = (o: Readonly<Record<string, unknown>>): number => {
-  let n = 16
-  for (const k in o) {
-    const v = o[k]
-    n += 16 + k.length * 2 + (typeof v === "string" ? v.length * 2 : 8)
   }
   return n
 }

@@ -110,6 +110,28 @@ describe("RowCodec", () => {
     )
   })
 
+  it("estimateSize is at least the encoded size (encode buffers sized from it need not grow)", () => {
+    fc.assert(
+      fc.property(Arb.row, (row) => RowCodec.estimateSize(row) >= RowCodec.encodeRow(row).length),
+      { seed: Arb.seed("RowCodec.estimateSize"), numRuns: 500 },
+    )
+    // Large parts and characters of 3 UTF-8 bytes, where a loose guess falls short.
+    const wide = "€".repeat(300)
+    const big = Row.fromEntity(
+      new Entity({
+        id: entityId("big"),
+        type: wide.slice(0, 60),
+        vector: Array.from({ length: 1024 }, (_, i) => i / 7),
+        metadata: { [wide.slice(0, 20)]: wide, n: 1.5, ok: true },
+        chunks: [new TextChunk({ id: chunkId("c"), text: wide, metadata: { [wide.slice(0, 5)]: wide } })],
+        edges: [new GraphEdge({ to: entityId(wide.slice(0, 30)), relation: relation("r"), weight: 0.5, metadata: { k: wide } })],
+      }),
+      Hlc.fromMillis(5),
+      3,
+    )
+    assert.isAtLeast(RowCodec.estimateSize(big), RowCodec.encodeRow(big).length)
+  })
+
   it("writeRowWithSeq is the length-prefixed encoding of the row with that seq", () => {
     fc.assert(
       fc.property(Arb.row, fc.integer({ min: 0, max: 2 ** 40 }), fc.integer({ min: 0, max: 2 ** 40 }), (row, old, seq) => {
