@@ -311,6 +311,9 @@ const sortedObject = (o: Readonly<Record<string, unknown>>): Record<string, unkn
 
 const packMap = (o: Readonly<Record<string, unknown>>): Uint8Array => packr.pack(sortedObject(o))
 
+/** A metadata map as it reads back from storage (the msgpack round trip: keys sorted, values as decoded). */
+export const storedMap = <T extends Readonly<Record<string, unknown>>>(o: T): T => unpackMap<T>(packMap(o), 0)
+
 const unpackMap = <T>(bytes: Uint8Array, at: number): T => {
   try {
     const v: unknown = packr.unpack(bytes)
