@@ -102,9 +102,10 @@ export class RowMap {
    * Merges a row change given as its encoding, `bytes[start, end)` (whose seq
    * field may differ: `seq` counts), and its stats. A fresh key keeps the
    * bytes where they are (the write path passes its WAL payload, which must
-   * not change afterwards); an existing key is merged and re-encoded.
+   * not change afterwards); an existing key is merged and re-encoded. True
+   * when the key was new to this map.
    */
-  applyEncoded(key: Row.Key, bytes: Uint8Array, start: number, end: number, seq: number, stats: Row.RowStats): void {
+  applyEncoded(key: Row.Key, bytes: Uint8Array, start: number, end: number, seq: number, stats: Row.RowStats): boolean {
     if (this.isFrozen) throw new Error(`memtable ${this.id} is frozen`)
     const existing = this.index.get(key)
     if (existing === undefined) {
@@ -128,6 +129,11 @@ export class RowMap {
       this.write(existing, encoded, 0, encoded.length, merged.seq, Row.rowStats(merged))
     }
     if (seq > this.seqMax) this.seqMax = seq
+    return existing === undefined
+  }
+
+  has(key: Row.Key): boolean {
+    return this.index.has(key)
   }
 
   private write(n: number, bytes: Uint8Array, start: number, end: number, seq: number, stats: Row.RowStats): void {
@@ -298,7 +304,10 @@ export interface MemtableShape {
    * (an Effect step per write costs more than the work itself).
    */
   readonly applyUnsafe: (rows: ReadonlyArray<Row.KeyedRow>) => void
-  /** One row given as its encoding `bytes[start, end)` (seq field aside), seq and stats (see RowMap.applyEncoded). */
+  /**
+   * One row given as its encoding `bytes[start, end)` (seq field aside), seq
+   * and stats (see RowMap.applyEncoded); true when no memtable held the key.
+   */
   readonly applyEncodedUnsafe: (
     key: Row.Key,
     bytes: Uint8Array,
@@ -306,7 +315,7 @@ export interface MemtableShape {
     end: number,
     seq: number,
     stats: Row.RowStats,
-  ) => void
+  ) => boolean
   readonly getUnsafe: (key: Row.Key) => Row.Row | undefined
   readonly activeBytesUnsafe: () => number
   readonly freezeActiveUnsafe: () => MemtableView | undefined
@@ -351,8 +360,11 @@ export const make: Effect.Effect<MemtableShape> = Effect.sync(() => {
   }
 
   const applyEncodedUnsafe: MemtableShape["applyEncodedUnsafe"] = (key, bytes, start, end, seq, stats) => {
-    active.applyEncoded(key, bytes, start, end, seq, stats)
+    const fresh = active.applyEncoded(key, bytes, start, end, seq, stats)
     Metrics.memtableBytes.unsafeUpdate(active.bytes, [])
+    if (!fresh) return false
+    for (const f of frozen) if (f.map.has(key)) return false
+    return true
   }
 
   const freezeActiveUnsafe = (): MemtableView | undefined => {

@@ -71,6 +71,13 @@ export interface CommitEvent {
   readonly tenant: TenantId
   /** Ids of the rows the batch touched (the index re-reads them). */
   readonly ids: ReadonlyArray<EntityId>
+  /**
+   * For `ids[j]`, the entity a read right after this commit returns, when
+   * the commit wrote the key's whole stored row (a PutEntity of a key no
+   * memtable or table held): a follower may take it instead of reading.
+   * undefined when the row must be read. Built on call.
+   */
+  readonly stored?: (j: number) => Entity | undefined
 }
 
 export interface WriteOptions {
@@ -175,10 +182,19 @@ export const WAL_PAYLOAD_VERSION = 1
 interface EncodedWrite {
   readonly payload: Uint8Array
   readonly keys: ReadonlyArray<Row.Key>
+  readonly stamps: ReadonlyArray<Hlc.Timestamp>
   /** Start and end offset of row i at 2i and 2i + 1. */
   readonly spans: ReadonlyArray<number>
   readonly stats: ReadonlyArray<Row.RowStats>
 }
+
+/** CommitEvent.stored for a write whose mutation i wrote its key's whole row when `whole[i]`. */
+const storedOf =
+  (mutations: ReadonlyArray<Mutation>, stamps: ReadonlyArray<Hlc.Timestamp>, whole: ReadonlyArray<boolean>) =>
+  (j: number): Entity | undefined => {
+    const m = mutations[j]
+    return m?._tag === "PutEntity" && whole[j] === true ? Row.storedEntity(m.entity, stamps[j]!) : undefined
+  }
 
 /** The row key of each mutation (the write path computes them once: a Map lookup hashes a key string once). */
 const mutationKeys = (mutations: ReadonlyArray<Mutation>): Array<Row.Key> => {
@@ -223,7 +239,7 @@ const encodeWrite = (
       spans[2 * i + 1] = w.length
     }
   })
-  return { payload, keys, spans, stats }
+  return { payload, keys, stamps, spans, stats }
 }
 
 /** Decodes a WAL payload; every row gets the payload's seq. Throws RowCodec.DecodeError when malformed. */
@@ -562,11 +578,21 @@ export const make: Effect.Effect<
         submitted--
         try {
           if (error !== undefined) return resume(Effect.fail(error))
+          let whole: Array<boolean> | undefined
           for (let i = 0; i < keys.length; i++) {
-            memtable.applyEncodedUnsafe(keys[i]!, payload, spans[2 * i]!, spans[2 * i + 1]!, seq, stats[i]!)
+            const fresh = memtable.applyEncodedUnsafe(keys[i]!, payload, spans[2 * i]!, spans[2 * i + 1]!, seq, stats[i]!)
+            if (fresh && mutations[i]!._tag === "PutEntity" && !store.mayContainUnsafe(keys[i]!)) {
+              whole ??= new Array<boolean>(keys.length).fill(false)
+              whole[i] = true
+            }
           }
           const ids = mutations.length === 1 ? [mutationId(mutations[0]!)] : [...new Set(mutations.map(mutationId))]
-          markApplied({ seq, tenant: caller, ids })
+          // ids[j] is mutation j's id unless the batch repeats an id (then every row is read).
+          markApplied(
+            whole === undefined || ids.length !== mutations.length
+              ? { seq, tenant: caller, ids }
+              : { seq, tenant: caller, ids, stored: storedOf(mutations, encoded.stamps, whole) },
+          )
           if (memtable.activeBytesUnsafe() >= config.memtableBytes) freezeActiveUnsafe()
           resume(Effect.succeed({ seq }))
         } catch (e) {
