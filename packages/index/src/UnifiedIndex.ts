@@ -76,6 +76,8 @@ export interface TenantsShape {
 export interface ApplyStats {
   /** Rows applied (commits, catch-up, resyncs). */
   readonly rows: number
+  /** Committed rows re-read from storage (the rest came offered with their commit, or from catch-up streams). */
+  readonly rowsRead: number
   /** Waiting for storage re-reads of committed rows (`getMany`), wall time. */
   readonly readMs: number
   /** Applying rows to the in-memory indexes, yields excluded. */
@@ -102,6 +104,13 @@ const MIN_INSERTS_MEASURED = 16
 /** Longest run of rows applied between two slice checks. */
 const MAX_RUN_ROWS = 256
 
+/** One tenant's rows in a batch of commit events: its ids (each once) and the entities commits offered. */
+interface TenantBatch {
+  readonly ids: Array<EntityId>
+  readonly seen: Set<EntityId>
+  readonly offered: Map<EntityId, { readonly event: StorageEngine.CommitEvent; readonly j: number }>
+}
+
 /** Storage reads of the apply loop are retried until they work: the index must not skip a commit. */
 const readRetry = Schedule.union(Schedule.exponential("20 millis"), Schedule.spaced("2 seconds"))
 
@@ -123,7 +132,7 @@ export const make: Effect.Effect<
   /** Per tenant: bumped on every applied change, and the value the last snapshot saw. */
   const versions = new Map<string, { changed: number; snapshotted: number }>()
   let applied = 0
-  const stats = { rows: 0, readMs: 0, applyMs: 0, addPointMsOfReplaced: 0 }
+  const stats = { rows: 0, rowsRead: 0, readMs: 0, applyMs: 0, addPointMsOfReplaced: 0 }
   let waiters: Array<{ readonly seq: number; readonly deferred: Deferred.Deferred<void> }> = []
   // Serialises every mutation of the native indexes with snapshots (hnswlib
   // writes its file on a worker thread while the main thread must not insert).
@@ -309,35 +318,59 @@ export const make: Effect.Effect<
 
   const applyCommits = Effect.gen(function* () {
     const events = yield* Queue.takeBetween(commits, 1, MAX_EVENTS_PER_BATCH)
-    // Ids per tenant, each once. A commit's ids are distinct already, so a
-    // tenant with one commit in this batch uses them as they are (no Set).
-    const byTenant = new Map<string, ReadonlyArray<EntityId> | Set<EntityId>>()
+    // Ids per tenant, each once, and the entities the commits offer for
+    // them: an id a commit wrote whole (a fresh key) and no other commit of
+    // this batch touched is taken as offered; every other one is re-read.
+    const byTenant = new Map<string, TenantBatch>()
     let maxSeq = 0
     for (const event of events) {
-      const ids = byTenant.get(event.tenant)
-      if (ids === undefined) byTenant.set(event.tenant, event.ids)
-      else if (ids instanceof Set) for (const id of event.ids) ids.add(id)
-      else {
-        const merged = new Set(ids)
-        for (const id of event.ids) merged.add(id)
-        byTenant.set(event.tenant, merged)
+      let batch = byTenant.get(event.tenant)
+      if (batch === undefined) {
+        batch = { ids: [], seen: new Set(), offered: new Map() }
+        byTenant.set(event.tenant, batch)
+      }
+      for (let j = 0; j < event.ids.length; j++) {
+        const id = event.ids[j]!
+        if (batch.seen.has(id)) {
+          batch.offered.delete(id)
+          continue
+        }
+        batch.seen.add(id)
+        batch.ids.push(id)
+        if (event.stored !== undefined) batch.offered.set(id, { event, j })
       }
       if (event.seq > maxSeq) maxSeq = event.seq
     }
     yield* lock.withPermits(1)(
       Effect.gen(function* () {
         const slice = new Slice(config.sliceMs)
-        for (const [tenant, idsOfTenant] of byTenant) {
+        for (const [tenant, { ids, offered }] of byTenant) {
           const index = tenantIndex(tenant)
-          const ids = idsOfTenant instanceof Set ? [...idsOfTenant] : idsOfTenant
           for (let i = 0; i < ids.length; i += GET_MANY_BATCH) {
-            const batch = ids.length <= GET_MANY_BATCH ? ids : ids.slice(i, i + GET_MANY_BATCH)
-            // Re-read the merged rows: whatever order the writes arrived in,
-            // the index mirrors what storage answers now.
-            const readStarted = performance.now()
-            const entities = yield* readCommitted(tenant as TenantId, batch)
-            stats.readMs += performance.now() - readStarted
-            yield* applyRows(index, batch, entities, slice)
+            const group = ids.length <= GET_MANY_BATCH ? ids : ids.slice(i, i + GET_MANY_BATCH)
+            // Re-read the merged rows the commits did not offer: whatever
+            // order the writes arrived in, the index mirrors what storage
+            // answers now.
+            const entities: Array<Entity | undefined> = new Array(group.length)
+            const toRead: Array<EntityId> = []
+            const readAt: Array<number> = []
+            for (let k = 0; k < group.length; k++) {
+              const offer = offered.get(group[k]!)
+              const entity = offer?.event.stored?.(offer.j)
+              if (entity !== undefined) entities[k] = entity
+              else {
+                toRead.push(group[k]!)
+                readAt.push(k)
+              }
+            }
+            if (toRead.length > 0) {
+              const readStarted = performance.now()
+              const read = yield* readCommitted(tenant as TenantId, toRead)
+              stats.readMs += performance.now() - readStarted
+              stats.rowsRead += toRead.length
+              for (let k = 0; k < read.length; k++) entities[readAt[k]!] = read[k]
+            }
+            yield* applyRows(index, group, entities, slice)
           }
           yield* updateGauge(index)
         }
@@ -454,7 +487,7 @@ export const make: Effect.Effect<
   const applyStats = (): ApplyStats => {
     let addPointMs = stats.addPointMsOfReplaced
     for (const t of tenants.values()) addPointMs += t.addPointMs
-    return { rows: stats.rows, readMs: stats.readMs, applyMs: stats.applyMs, addPointMs }
+    return { rows: stats.rows, rowsRead: stats.rowsRead, readMs: stats.readMs, applyMs: stats.applyMs, addPointMs }
   }
   return { index, tenants: { get: (tenant) => tenants.get(tenant), config, applyStats } }
 })

@@ -41,12 +41,13 @@ const open = (dataDir: string) =>
     const storage = Context.get(context, StorageEngine.StorageEngine)
     const index = Context.get(context, UnifiedIndex.UnifiedIndex)
     const executor = Context.get(context, QueryExecutor.QueryExecutor)
+    const tenants = Context.get(context, UnifiedIndex.Tenants)
     const write = (mutations: ReadonlyArray<StorageEngine.Mutation>) =>
       Effect.gen(function* () {
         const { seq } = yield* Effect.orDie(storage.write(T, mutations))
         yield* index.awaitSeq(seq)
       })
-    return { scope, storage, index, executor, write }
+    return { scope, storage, index, executor, tenants, write }
   })
 
 const answers = (executor: QueryExecutor.QueryExecutorShape) =>
@@ -97,6 +98,8 @@ describe("UnifiedIndex over the real StorageEngine", () => {
           traversal.map((r) => [r.id, r.path[0]!.relation]),
           [["e100", "far"]],
         )
+        // Fresh keys came with their commits: only the deleted and edge-changed rows were read back.
+        assert.strictEqual(first.tenants.applyStats().rowsRead, 2)
         const before = yield* answers(first.executor)
         yield* Scope.close(first.scope, Exit.void) // writes the snapshot
 
