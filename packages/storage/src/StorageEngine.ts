@@ -69,7 +69,7 @@ export type Mutation =
 export interface CommitEvent {
   readonly seq: number
   readonly tenant: TenantId
-  /** Ids of the rows the batch touched (the index re-reads them). */
+  /** Ids of the rows the batch touched (the index re-reads them, unless `stored` offers the row). */
   readonly ids: ReadonlyArray<EntityId>
   /**
    * For `ids[j]`, the entity a read right after this commit returns, when
@@ -681,8 +681,8 @@ export const make: Effect.Effect<
 
   /**
    * Rows no table may hold (their bloom filters say so) are answered from the
-   * memtables in one synchronous pass — the index re-reads every entity it is
-   * fed, which are mostly fresh keys; the others are read like `get`. Both
+   * memtables in one synchronous pass — the index re-reads the entities its
+   * commits do not offer; the others are read like `get`. Both
    * checks run in the same synchronous step, so no flush can move a row from
    * the memtables into a table between them.
    */
