@@ -26,79 +26,79 @@ const withEngine = <A, E>(
 
 const storedValue = (e: Entity | undefined): string | undefined => e?.metadata?.v as string | undefined
 
+/** Runs `f` on a fresh in-memory engine with compaction out of the way, and a seeded random source it prints on failure. */
+const withRandomWorkload = <A, E>(
+  f: (engine: StorageEngine.Engine, random: () => number, seed: number) => Effect.Effect<A, E, Scope.Scope>,
+) => {
+  const seed = Date.now() % 100_000
+  return withEngine(Disk.makeMemoryFileSystem(), { ...smallConfig, compactionMinThreshold: 1000 }, (engine) =>
+    f(engine, rng(seed), seed),
+  )
+}
+
 /** The n of the harness's id(n) a mutation writes. */
 const numberOf = (m: StorageEngine.Mutation): number =>
   Number((m._tag === "PutEntity" ? m.entity.id : m._tag === "DeleteEntity" ? m.id : m.from).slice(1))
 
 describe("StorageEngine", () => {
   it.live("getMany answers what get answers, for rows in memtables, in tables, in both, deleted and absent", () =>
-    Effect.gen(function* () {
-      const fs = Disk.makeMemoryFileSystem()
-      const seed = Date.now() % 100_000
-      const random = rng(seed)
-      yield* withEngine(fs, { ...smallConfig, compactionMinThreshold: 1000 }, (engine) =>
-        Effect.gen(function* () {
-          for (let step = 0; step < 600; step++) {
-            const n = Math.floor(random() * 80)
-            const r = random()
-            if (r < 0.15) yield* engine.write(T, [del(T, n)])
-            else yield* engine.write(T, [put(T, entity(n, `v${step}`, r < 0.5 ? { createdAt: step } : {}))])
-            if (step % 150 === 149) yield* engine.flush
-          }
-          // Keys no table holds (fresh since the last flush), a deleted one, and overwrites of flushed ones.
-          for (let n = 200; n < 230; n++) yield* engine.write(T, [put(T, entity(n, `fresh${n}`))])
-          yield* engine.write(T, [del(T, 205), put(T, entity(3, "over")), put(T, entity(4, "over"))])
-          const ids = [...Array.from({ length: 100 }, (_, n) => id(n)), ...Array.from({ length: 40 }, (_, n) => id(200 + n))]
-          const one = yield* Effect.forEach(ids, (i) => engine.get(T, T, i))
-          const many = yield* engine.getMany(T, T, ids)
-          assert.deepStrictEqual(many, one, `seed ${seed}`)
-          assert.isAbove(many.filter((e) => e !== undefined).length, 0)
-        }),
-      )
-    }),
+    withRandomWorkload((engine, random, seed) =>
+      Effect.gen(function* () {
+        for (let step = 0; step < 600; step++) {
+          const n = Math.floor(random() * 80)
+          const r = random()
+          if (r < 0.15) yield* engine.write(T, [del(T, n)])
+          else yield* engine.write(T, [put(T, entity(n, `v${step}`, r < 0.5 ? { createdAt: step } : {}))])
+          if (step % 150 === 149) yield* engine.flush
+        }
+        // Keys no table holds (fresh since the last flush), a deleted one, and overwrites of flushed ones.
+        for (let n = 200; n < 230; n++) yield* engine.write(T, [put(T, entity(n, `fresh${n}`))])
+        yield* engine.write(T, [del(T, 205), put(T, entity(3, "over")), put(T, entity(4, "over"))])
+        const ids = [...Array.from({ length: 100 }, (_, n) => id(n)), ...Array.from({ length: 40 }, (_, n) => id(200 + n))]
+        const one = yield* Effect.forEach(ids, (i) => engine.get(T, T, i))
+        const many = yield* engine.getMany(T, T, ids)
+        assert.deepStrictEqual(many, one, `seed ${seed}`)
+        assert.isAbove(many.filter((e) => e !== undefined).length, 0)
+      }),
+    ),
   )
 
   it.live("a commit's stored entity is what a read right after it returns, and is offered only for fresh keys", () =>
-    Effect.gen(function* () {
-      const fs = Disk.makeMemoryFileSystem()
-      const seed = Date.now() % 100_000
-      const random = rng(seed)
-      yield* withEngine(fs, { ...smallConfig, compactionMinThreshold: 1000 }, (engine) =>
-        Effect.gen(function* () {
-          const events = yield* engine.subscribe
-          let offered = 0
-          let freshPuts = 0
-          const written = new Set<number>()
-          for (let step = 0; step < 400; step++) {
-            const n = Math.floor(random() * 300)
-            const r = random()
-            const batch =
-              r < 0.1
-                ? [del(T, n)]
-                : r < 0.2
-                  ? [put(T, entity(n, `v${step}`)), put(T, entity((n + 1) % 300, `w${step}`))]
-                  : [put(T, entity(n, `v${step}`, r < 0.5 ? { createdAt: step } : {}))]
-            const fresh = batch.map((m) => m._tag === "PutEntity" && !written.has(numberOf(m)))
-            if (batch.length === 1 && fresh[0] === true) freshPuts++
-            yield* engine.write(T, batch)
-            for (const m of batch) written.add(numberOf(m))
-            for (const event of Chunk.toReadonlyArray(yield* Queue.takeAll(events))) {
-              for (let j = 0; j < event.ids.length; j++) {
-                const stored = event.stored?.(j)
-                if (stored === undefined) continue
-                offered++
-                assert.isTrue(fresh[j], `step ${step}: offered for a key already written (seed ${seed})`)
-                assert.deepStrictEqual(stored, yield* engine.get(T, T, event.ids[j]!), `step ${step} (seed ${seed})`)
-              }
+    withRandomWorkload((engine, random, seed) =>
+      Effect.gen(function* () {
+        const events = yield* engine.subscribe
+        let offered = 0
+        let freshPuts = 0
+        const written = new Set<number>()
+        for (let step = 0; step < 400; step++) {
+          const n = Math.floor(random() * 300)
+          const r = random()
+          const batch =
+            r < 0.1
+              ? [del(T, n)]
+              : r < 0.2
+                ? [put(T, entity(n, `v${step}`)), put(T, entity((n + 1) % 300, `w${step}`))]
+                : [put(T, entity(n, `v${step}`, r < 0.5 ? { createdAt: step } : {}))]
+          const fresh = batch.map((m) => m._tag === "PutEntity" && !written.has(numberOf(m)))
+          if (batch.length === 1 && fresh[0] === true) freshPuts++
+          yield* engine.write(T, batch)
+          for (const m of batch) written.add(numberOf(m))
+          for (const event of Chunk.toReadonlyArray(yield* Queue.takeAll(events))) {
+            for (let j = 0; j < event.ids.length; j++) {
+              const stored = event.stored?.(j)
+              if (stored === undefined) continue
+              offered++
+              assert.isTrue(fresh[j], `step ${step}: offered for a key already written (seed ${seed})`)
+              assert.deepStrictEqual(stored, yield* engine.get(T, T, event.ids[j]!), `step ${step} (seed ${seed})`)
             }
-            if (step % 100 === 99) yield* engine.flush
           }
-          // Every single fresh put is offered (its key is in no memtable, and
-          // no bloom filter of these few tables claims it but rarely).
-          assert.isAtLeast(offered, Math.floor(freshPuts * 0.9), `seed ${seed}`)
-        }),
-      )
-    }),
+          if (step % 100 === 99) yield* engine.flush
+        }
+        // Every single fresh put is offered (its key is in no memtable, and
+        // no bloom filter of these few tables claims it but rarely).
+        assert.isAtLeast(offered, Math.floor(freshPuts * 0.9), `seed ${seed}`)
+      }),
+    ),
   )
 
   it.live("put, get, overwrite keeps createdAt, delete, edges, getMany, commit events in order", () =>
