@@ -294,7 +294,6 @@ const toF32 = (values: ReadonlyArray<number>): Float32Array => {
   return out
 }
 
-
 /**
  * The row a PutEntity writes: a row tombstone at `ts` (a full replace) plus
  * every part of the entity as a cell at `ts`. `createdAt`/`updatedAt` default
@@ -320,8 +319,17 @@ export const fromEntity = (entity: Entity, ts: Hlc.Timestamp, seq: number): Row 
   return { deletedAt: ts, cells, seq }
 }
 
-/** The meta cell of an entity; `updatedAt` defaults to the write's time like `createdAt`. */
-const metaValue = (entity: Entity, createdAt: number, millis: number): MetaValue => {
+/**
+ * The meta cell of an entity; `updatedAt` defaults to the write's time like
+ * `createdAt`. `metadata` replaces the entity's (storedEntity passes it as it
+ * reads back).
+ */
+const metaValue = (
+  entity: Entity,
+  createdAt: number,
+  millis: number,
+  metadata: Entity["metadata"] = entity.metadata,
+): MetaValue => {
   // Built field by field: this runs once per write.
   const meta: { -readonly [K in keyof MetaValue]: MetaValue[K] } = {
     _tag: "Meta",
@@ -329,16 +337,14 @@ const metaValue = (entity: Entity, createdAt: number, millis: number): MetaValue
     updatedAt: entity.updatedAt ?? millis,
   }
   if (entity.type !== undefined) meta.type = entity.type
-  if (entity.metadata !== undefined) meta.metadata = entity.metadata
+  if (metadata !== undefined) meta.metadata = metadata
   if (entity.importance !== undefined) meta.importance = entity.importance
   return meta
 }
 
 // Built by hand (no undefined properties): these run per chunk and edge of every write.
-const chunkValue = (chunk: TextChunk, index: number): ChunkValue =>
-  chunk.metadata === undefined
-    ? { _tag: "Chunk", index, text: chunk.text }
-    : { _tag: "Chunk", index, text: chunk.text, metadata: chunk.metadata }
+const chunkValue = (chunk: TextChunk, index: number, metadata: TextChunk["metadata"] = chunk.metadata): ChunkValue =>
+  metadata === undefined ? { _tag: "Chunk", index, text: chunk.text } : { _tag: "Chunk", index, text: chunk.text, metadata }
 
 const NO_CELLS: ReadonlyArray<readonly [CellName, number]> = []
 
@@ -368,6 +374,15 @@ const cellOrder = (count: number, nameOf: (i: number) => CellName): ReadonlyArra
 
 const SMALL_CELL_COUNT = 32
 
+/** An entity's chunk cells and edge cells in encoding order (see cellOrder). */
+const chunkCellsOf = (chunks: ReadonlyArray<TextChunk> | undefined): ReadonlyArray<readonly [CellName, number]> =>
+  chunks === undefined || chunks.length === 0 ? NO_CELLS : cellOrder(chunks.length, (i) => chunkName(chunks[i]!.id))
+
+const edgeCellsOf = (edges: ReadonlyArray<GraphEdge> | undefined): ReadonlyArray<readonly [CellName, number]> =>
+  edges === undefined || edges.length === 0
+    ? NO_CELLS
+    : cellOrder(edges.length, (i) => edgeName(edges[i]!.relation, edges[i]!.to))
+
 /**
  * Appends to `w` the encoding of the row a PutEntity writes — byte for byte
  * what `RowCodec.writeRow(w, fromEntity(entity, ts, seq))` writes (a property
@@ -388,12 +403,8 @@ export const writeEntityRow = (
   const chunks = entity.chunks
   const edges = entity.edges
   // Cell names sort as chunks ("c…"), edges ("e…"), meta ("m"), vector ("v").
-  const chunkCells =
-    chunks === undefined || chunks.length === 0 ? NO_CELLS : cellOrder(chunks.length, (i) => chunkName(chunks[i]!.id))
-  const edgeCells =
-    edges === undefined || edges.length === 0
-      ? NO_CELLS
-      : cellOrder(edges.length, (i) => edgeName(edges[i]!.relation, edges[i]!.to))
+  const chunkCells = chunkCellsOf(chunks)
+  const edgeCells = edgeCellsOf(edges)
   const vector = entity.vector
   RowCodec.writeRowStart(w, seq, ts, chunkCells.length + edgeCells.length + (vector === undefined ? 1 : 2))
   for (const [name, i] of chunkCells) RowCodec.writeCell(w, name, ts, chunkValue(chunks![i]!, i))
@@ -427,10 +438,8 @@ export const entityRowSizeEstimate = (entity: Entity): number => {
   return n
 }
 
-const edgeValue = (edge: GraphEdge): EdgeValue =>
-  edge.metadata === undefined
-    ? { _tag: "Edge", weight: edge.weight }
-    : { _tag: "Edge", weight: edge.weight, metadata: edge.metadata }
+const edgeValue = (edge: GraphEdge, metadata: GraphEdge["metadata"] = edge.metadata): EdgeValue =>
+  metadata === undefined ? { _tag: "Edge", weight: edge.weight } : { _tag: "Edge", weight: edge.weight, metadata }
 
 /** Turns one mutation into the row change it makes, with its key. */
 export const fromMutation = (mutation: Mutation, ts: Hlc.Timestamp, seq: number): KeyedRow => {
@@ -564,37 +573,17 @@ const entityOf = (
  */
 export const storedEntity = (entity: Entity, ts: Hlc.Timestamp): Entity => {
   const millis = Hlc.physicalMillis(ts)
+  const stored = <M extends Readonly<Record<string, unknown>>>(m: M | undefined): M | undefined =>
+    m === undefined ? undefined : RowCodec.storedMap(m)
   const chunks: Array<{ readonly id: string; readonly value: ChunkValue }> = []
+  for (const [, i] of chunkCellsOf(entity.chunks)) {
+    const chunk = entity.chunks![i]!
+    chunks.push({ id: chunk.id, value: chunkValue(chunk, i, stored(chunk.metadata)) })
+  }
   const edges: Array<{ readonly name: string; readonly value: EdgeValue }> = []
-  const given = entity.chunks
-  if (given !== undefined && given.length > 0) {
-    for (const [, i] of cellOrder(given.length, (j) => chunkName(given[j]!.id))) {
-      const chunk = given[i]!
-      chunks.push({
-        id: chunk.id,
-        value: chunkValue(
-          chunk.metadata === undefined ? chunk : unsafeInstance(TextChunk, { ...chunk, metadata: RowCodec.storedMap(chunk.metadata) }),
-          i,
-        ),
-      })
-    }
+  for (const [name, i] of edgeCellsOf(entity.edges)) {
+    edges.push({ name, value: edgeValue(entity.edges![i]!, stored(entity.edges![i]!.metadata)) })
   }
-  const out = entity.edges
-  if (out !== undefined && out.length > 0) {
-    for (const [name, i] of cellOrder(out.length, (j) => edgeName(out[j]!.relation, out[j]!.to))) {
-      const edge = out[i]!
-      edges.push({
-        name,
-        value: edgeValue(
-          edge.metadata === undefined ? edge : unsafeInstance(GraphEdge, { ...edge, metadata: RowCodec.storedMap(edge.metadata) }),
-        ),
-      })
-    }
-  }
-  const meta = metaValue(
-    entity.metadata === undefined ? entity : unsafeInstance(Entity, { ...entity, metadata: RowCodec.storedMap(entity.metadata) }),
-    entity.createdAt ?? millis,
-    millis,
-  )
+  const meta = metaValue(entity, entity.createdAt ?? millis, millis, stored(entity.metadata))
   return entityOf(entity.id, meta, entity.vectorVersion, entity.vector, chunks, edges)
 }

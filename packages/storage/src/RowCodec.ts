@@ -331,6 +331,10 @@ const META_CREATED = 8
 const META_UPDATED = 16
 const HAS_METADATA = 1
 
+const writeVector = (w: Writer, version: number, values: Float32Array | ReadonlyArray<number>): void => {
+  w.varint(version).varint(values.length).f32array(values)
+}
+
 const writeValue = (w: Writer, value: CellValue): void => {
   switch (value._tag) {
     case "Meta": {
@@ -349,7 +353,7 @@ const writeValue = (w: Writer, value: CellValue): void => {
       return
     }
     case "Vector":
-      w.varint(value.version).varint(value.values.length).f32array(value.values)
+      writeVector(w, value.version, value.values)
       return
     case "Chunk":
       w.varint(value.index).str(value.text).u8(value.metadata !== undefined ? HAS_METADATA : 0)
@@ -439,11 +443,16 @@ export const writeRowStart = (w: Writer, seq: number, deletedAt: Timestamp | und
   w.varint(cellCount)
 }
 
-/** Appends one cell (cells follow `writeRowStart` in name order); `value` undefined is a tombstone. */
-export const writeCell = (w: Writer, name: CellName, ts: Timestamp, value: CellValue | undefined): void => {
-  w.u8(value === undefined ? CELL_TOMBSTONE : 0)
+/** A cell's flags, name and timestamp: what every cell starts with. */
+const writeCellHead = (w: Writer, tombstone: boolean, name: CellName, ts: Timestamp): void => {
+  w.u8(tombstone ? CELL_TOMBSTONE : 0)
   w.str(name)
   w.u64(ts.wall).u32(ts.node)
+}
+
+/** Appends one cell (cells follow `writeRowStart` in name order); `value` undefined is a tombstone. */
+export const writeCell = (w: Writer, name: CellName, ts: Timestamp, value: CellValue | undefined): void => {
+  writeCellHead(w, value === undefined, name, ts)
   if (value !== undefined) writeValue(w, value)
 }
 
@@ -455,10 +464,8 @@ export const writeVectorCell = (
   version: number,
   values: Float32Array | ReadonlyArray<number>,
 ): void => {
-  w.u8(0)
-  w.str(name)
-  w.u64(ts.wall).u32(ts.node)
-  w.varint(version).varint(values.length).f32array(values)
+  writeCellHead(w, false, name, ts)
+  writeVector(w, version, values)
 }
 
 /** Appends the encoding of a row to `w`. */

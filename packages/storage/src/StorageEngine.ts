@@ -177,7 +177,8 @@ export const WAL_PAYLOAD_VERSION = 1
  * One write encoded as its WAL payload (FORMAT.md "WAL"; the seq is not in
  * it: the WAL record tags each payload with it), with what the memtable
  * takes of each row: its key, where its encoding lies in the payload (the
- * memtable keeps that view, not a copy) and its stats.
+ * memtable keeps those bytes where they are, not a copy), its timestamp and
+ * its stats.
  */
 interface EncodedWrite {
   readonly payload: Uint8Array
