@@ -246,7 +246,11 @@ const program = Effect.gen(function* () {
   // auto-yield (every 2048 operations, via setTimeout) and time the scheduler.
   const runtime = yield* Effect.runtime<never>()
   const runQuery = Runtime.runSync(runtime)
+  // AlliDB's HNSW searched through its native binding directly (float32 queries converted up front).
   const own = stack.tenants.get(T)!.hnsw!
+  const float32Queries = queries.map((q) => Float32Array.from(q))
+  const ownLabels = new Uint32Array(K)
+  const ownDistances = new Float32Array(K)
   // Optional diagnostic: a raw index grown from 1024 slots by resizeIndex ×2, as AlliDB's grows.
   const grown = flag("grown") ? buildGrown() : undefined
   own.setEf(EF)
@@ -299,7 +303,7 @@ const program = Effect.gen(function* () {
     {
       name: "own",
       run: () => {
-        for (let q = 0; q < QUERIES; q++) own.searchKnn(queries[q]!, K)
+        for (let q = 0; q < QUERIES; q++) own.search(float32Queries[q]!, K, ownLabels, ownDistances)
       },
     },
   ]
@@ -309,7 +313,7 @@ const program = Effect.gen(function* () {
       {
         name: "own, decoded request vector",
         run: () => {
-          for (let q = 0; q < QUERIES; q++) own.searchKnn(requests[q]!.vector as Array<number>, K)
+          for (let q = 0; q < QUERIES; q++) own.search(Float32Array.from(requests[q]!.vector), K, ownLabels, ownDistances)
         },
       },
       {
@@ -330,7 +334,7 @@ const program = Effect.gen(function* () {
         name: "own, then runSync of a trivial effect",
         run: () => {
           for (let q = 0; q < QUERIES; q++) {
-            own.searchKnn(queries[q]!, K)
+            own.search(float32Queries[q]!, K, ownLabels, ownDistances)
             runQuery(Effect.withFiberRuntime(() => Effect.succeed(q)).pipe(Effect.orDie))
           }
         },

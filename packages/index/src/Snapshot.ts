@@ -21,11 +21,11 @@ import * as FsP from "node:fs/promises"
 import * as Path from "node:path"
 import * as Zlib from "node:zlib"
 import * as Effect from "effect/Effect"
-import hnswlib from "hnswlib-node"
 import { Packr } from "msgpackr"
 import { SnapshotUnusable } from "./Errors.js"
 import { Slice } from "./EventLoop.js"
 import { type Attributes, type HnswParams, TenantIndex } from "./TenantIndex.js"
+import * as NativeHnsw from "./NativeHnsw.js"
 import type { Metric } from "./UnifiedIndex.js"
 
 export const FORMAT_VERSION = 1
@@ -312,7 +312,7 @@ export const load = (
       const n = header.nextLabel
       if (vectorsFile.bytes !== n * d * 4 + n * 4) return yield* unusable(tenant, "vector mirror has the wrong size")
       const raw = yield* io(tenant, "read vectors", () => FsP.readFile(Path.join(dir, vectorsFile.name)))
-      const hnsw = new hnswlib.HierarchicalNSW(manifest.metric, d)
+      const hnsw = NativeHnsw.make(manifest.metric, d)
       yield* io(tenant, "read hnsw", () => hnsw.readIndex(Path.join(dir, hnswFile.name), false))
       if (hnsw.getCurrentCount() !== n || hnsw.getMaxElements() < n || hnsw.getNumDimensions() !== d) {
         return yield* unusable(tenant, "hnsw file disagrees with the state")

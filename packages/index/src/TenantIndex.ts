@@ -24,10 +24,10 @@
  * application would make them (a release flushes them first).
  */
 import type { Entity, Metadata } from "@allidb/core"
-import hnswlib from "hnswlib-node"
 import type * as Filter from "./Filter.js"
 import { metadataKey, typeKey } from "./Filter.js"
 import { Adjacency } from "./Graph.js"
+import * as NativeHnsw from "./NativeHnsw.js"
 import type { Metric } from "./UnifiedIndex.js"
 
 export interface Attributes {
@@ -63,8 +63,8 @@ export interface Hit {
 
 /** The native search result: labels and their distances, nearest first. */
 export interface LabelHits {
-  readonly neighbors: ReadonlyArray<number>
-  readonly distances: ReadonlyArray<number>
+  readonly neighbors: ArrayLike<number>
+  readonly distances: ArrayLike<number>
 }
 
 /** The empty edge list, shared: most rows have no edges. */
@@ -79,7 +79,7 @@ const NO_HITS: LabelHits = { neighbors: [], distances: [] }
 const SCORING_STRIDE = 4
 
 export class TenantIndex {
-  private native: hnswlib.HierarchicalNSW | undefined = undefined
+  private native: NativeHnsw.Hnsw | undefined = undefined
   /** The ef last handed to hnswlib's setEf (-1: unknown), so a query only pays the native call when ef changes. */
   private currentEf = -1
   capacity = 0
@@ -110,7 +110,13 @@ export class TenantIndex {
   addPointCount = 0
   /** Native inserts deferred to the end of the current range (see `applyRange`), as parallel lists. */
   private readonly pendingLabels: Array<number> = []
-  private readonly pendingVectors: Array<ReadonlyArray<number>> = []
+  private readonly pendingVectors: Array<Float32Array> = []
+  /** The same labels as a set: a label inserted twice in one range flushes the first insert (its mirror slot is reused). */
+  private readonly pendingSet = new Set<number>()
+  /** The query as float32 for the native search, and its result arrays (reused: a search allocates nothing). */
+  private queryScratch = new Float32Array(0)
+  private resultLabels = new Uint32Array(16)
+  private resultDistances = new Float32Array(16)
 
   constructor(
     readonly tenant: string,
@@ -119,11 +125,11 @@ export class TenantIndex {
     public dimension: number | undefined,
   ) {}
 
-  get hnsw(): hnswlib.HierarchicalNSW | undefined {
+  get hnsw(): NativeHnsw.Hnsw | undefined {
     return this.native
   }
 
-  set hnsw(hnsw: hnswlib.HierarchicalNSW | undefined) {
+  set hnsw(hnsw: NativeHnsw.Hnsw | undefined) {
     this.native = hnsw
     this.currentEf = -1
   }
@@ -312,10 +318,10 @@ export class TenantIndex {
     return true
   }
 
-  private ensureHnsw(): hnswlib.HierarchicalNSW {
+  private ensureHnsw(): NativeHnsw.Hnsw {
     if (this.hnsw !== undefined) return this.hnsw
     const d = this.dimension!
-    const hnsw = new hnswlib.HierarchicalNSW(this.metric, d)
+    const hnsw = NativeHnsw.make(this.metric, d)
     const capacity = Math.max(1, this.params.initialCapacity)
     hnsw.initIndex(capacity, this.params.m, this.params.efConstruction, this.params.randomSeed, false)
     this.hnsw = hnsw
@@ -352,12 +358,16 @@ export class TenantIndex {
   /** The bookkeeping of inserting `vector` at `label`; the native insert waits in the pending lists. */
   private insertVector(label: number, id: string, vector: ReadonlyArray<number>): void {
     this.ensureHnsw()
+    // The pending insert reads the label's mirror slot, which this one rewrites.
+    if (this.pendingSet.has(label)) this.flushInserts()
     const wasLive = this.labelToId[label] !== undefined
-    this.pendingLabels.push(label)
-    this.pendingVectors.push(vector)
     const d = this.dimension!
     const base = label * d
     const mirror = this.vectors
+    // The native insert takes the mirror's float32 slot as it is (no copy, no per-element conversion).
+    this.pendingLabels.push(label)
+    this.pendingVectors.push(mirror.subarray(base, base + d))
+    this.pendingSet.add(label)
     let norm = 0
     for (let i = 0; i < d; i++) {
       // The Float32Array store rounds like hnswlib's float; read it back for the norm.
@@ -383,11 +393,12 @@ export class TenantIndex {
     const hnsw = this.hnsw!
     const started = performance.now()
     try {
-      for (let i = 0; i < count; i++) hnsw.addPoint(vectors[i] as Array<number>, labels[i]!)
+      for (let i = 0; i < count; i++) hnsw.addPoint(vectors[i]!, labels[i]!)
     } finally {
       // Emptied even if hnswlib throws (a defect): a later flush must not repeat inserts.
       labels.length = 0
       vectors.length = 0
+      this.pendingSet.clear()
       this.addPointMs += performance.now() - started
       this.addPointCount += count
     }
@@ -410,7 +421,8 @@ export class TenantIndex {
   /**
    * `searchKnn` as hnswlib answers it, labels and distances (the query path
    * turns labels into ids itself, without a hit object each). Labels may be
-   * stale only across a yield; callers resolve them before yielding.
+   * stale only across a yield; callers resolve them before yielding. The
+   * arrays are views of buffers the next search reuses.
    */
   searchLabels(query: ReadonlyArray<number>, k: number, ef: number, filter?: (label: number) => boolean): LabelHits {
     const hnsw = this.hnsw
@@ -421,9 +433,16 @@ export class TenantIndex {
       hnsw.setEf(searchEf)
       this.currentEf = searchEf
     }
-    return filter === undefined
-      ? hnsw.searchKnn(query as Array<number>, n)
-      : hnsw.searchKnn(query as Array<number>, n, filter)
+    const d = query.length
+    if (this.queryScratch.length !== d) this.queryScratch = new Float32Array(d)
+    const q = this.queryScratch
+    for (let i = 0; i < d; i++) q[i] = query[i]!
+    if (this.resultLabels.length < n) {
+      this.resultLabels = new Uint32Array(n)
+      this.resultDistances = new Float32Array(n)
+    }
+    const found = hnsw.search(q, n, this.resultLabels, this.resultDistances, filter)
+    return { neighbors: this.resultLabels.subarray(0, found), distances: this.resultDistances.subarray(0, found) }
   }
 
   private hitsOf(result: LabelHits): Array<Hit> {
