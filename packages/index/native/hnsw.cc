@@ -6,8 +6,10 @@
 // query) and builds two JS arrays and an object per result.
 //
 // Everything here runs on the JS thread except readIndex/writeIndex, which
-// run on libuv's pool like hnswlib-node's; the index's owner (TenantIndex,
-// under UnifiedIndex's lock) makes no change while a write is in progress.
+// run on libuv's pool like hnswlib-node's. Unlike hnswlib-node, the binding
+// itself refuses what would race with them: any call during a readIndex,
+// and any change during a writeIndex (searches may run; the index's owner,
+// TenantIndex under UnifiedIndex's lock, makes no change then anyway).
 #include <napi.h>
 
 #include <cmath>
@@ -56,8 +58,12 @@ class Hnsw;
 
 class SaveWorker : public Napi::AsyncWorker {
  public:
-  SaveWorker(Napi::Env env, hnswlib::HierarchicalNSW<float>* index, std::string path, Napi::Object owner)
-      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), index_(index), path_(std::move(path)) {
+  SaveWorker(Napi::Env env, Hnsw* target, hnswlib::HierarchicalNSW<float>* index, std::string path, Napi::Object owner)
+      : Napi::AsyncWorker(env),
+        deferred_(Napi::Promise::Deferred::New(env)),
+        target_(target),
+        index_(index),
+        path_(std::move(path)) {
     owner_ = Napi::Persistent(owner);
   }
   Napi::Promise Promise() { return deferred_.Promise(); }
@@ -68,11 +74,12 @@ class SaveWorker : public Napi::AsyncWorker {
       SetError(std::string("hnswlib: ") + e.what());
     }
   }
-  void OnOK() override { deferred_.Resolve(Env().Undefined()); }
-  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+  void OnOK() override;
+  void OnError(const Napi::Error& e) override;
 
  private:
   Napi::Promise::Deferred deferred_;
+  Hnsw* target_;
   hnswlib::HierarchicalNSW<float>* index_;
   std::string path_;
   Napi::ObjectReference owner_;  // keeps the index alive while the file is written
@@ -99,7 +106,7 @@ class LoadWorker : public Napi::AsyncWorker {
     }
   }
   void OnOK() override;
-  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+  void OnError(const Napi::Error& e) override;
 
  private:
   Napi::Promise::Deferred deferred_;
@@ -160,7 +167,11 @@ class Hnsw : public Napi::ObjectWrap<Hnsw> {
     scratch_.resize(dim_);
   }
 
-  void Adopt(std::unique_ptr<hnswlib::HierarchicalNSW<float>> loaded) { index_ = std::move(loaded); }
+  void Adopt(std::unique_ptr<hnswlib::HierarchicalNSW<float>> loaded) {
+    if (loaded) index_ = std::move(loaded);
+    loading_ = false;
+  }
+  void SaveDone() { saving_--; }
 
  private:
   size_t dim_ = 0;
@@ -168,10 +179,31 @@ class Hnsw : public Napi::ObjectWrap<Hnsw> {
   std::unique_ptr<hnswlib::SpaceInterface<float>> space_;
   std::unique_ptr<hnswlib::HierarchicalNSW<float>> index_;
   std::vector<float> scratch_;
+  // Work on libuv's pool: a readIndex (the index is not to be touched), or
+  // writeIndex calls (the index is not to change; searches may run).
+  bool loading_ = false;
+  int saving_ = 0;
 
+  // Nothing on the pool may be changing the index.
+  bool Idle(Napi::Env env) {
+    if (!loading_) return true;
+    Napi::Error::New(env, "hnsw: readIndex is running (await it first)").ThrowAsJavaScriptException();
+    return false;
+  }
+
+  // An initialised index that may be read.
   bool Ready(Napi::Env env) {
+    if (!Idle(env)) return false;
     if (index_) return true;
     Napi::Error::New(env, "hnsw: the index is not initialised (initIndex or readIndex first)").ThrowAsJavaScriptException();
+    return false;
+  }
+
+  // An initialised index that may be changed: also no file being written from it.
+  bool Mutable(Napi::Env env) {
+    if (!Ready(env)) return false;
+    if (saving_ == 0) return true;
+    Napi::Error::New(env, "hnsw: writeIndex is running (await it first)").ThrowAsJavaScriptException();
     return false;
   }
 
@@ -218,6 +250,11 @@ class Hnsw : public Napi::ObjectWrap<Hnsw> {
       return env.Undefined();
     }
     const bool replaceDeleted = info[4].IsBoolean() && info[4].As<Napi::Boolean>().Value();
+    if (!Idle(env)) return env.Undefined();
+    if (saving_ > 0) {
+      Napi::Error::New(env, "hnsw: writeIndex is running (await it first)").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
     try {
       index_.reset(new hnswlib::HierarchicalNSW<float>(space_.get(), maxElements, m, efConstruction, seed, replaceDeleted));
     } catch (const std::exception& e) {
@@ -233,6 +270,12 @@ class Hnsw : public Napi::ObjectWrap<Hnsw> {
       return env.Undefined();
     }
     const bool replaceDeleted = info[1].IsBoolean() && info[1].As<Napi::Boolean>().Value();
+    if (!Idle(env)) return env.Undefined();
+    if (saving_ > 0) {
+      Napi::Error::New(env, "hnsw: writeIndex is running (await it first)").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    loading_ = true;
     auto* worker = new LoadWorker(env, this, space_.get(), info[0].As<Napi::String>().Utf8Value(), replaceDeleted, Value());
     Napi::Promise promise = worker->Promise();
     worker->Queue();
@@ -246,7 +289,8 @@ class Hnsw : public Napi::ObjectWrap<Hnsw> {
       return env.Undefined();
     }
     if (!Ready(env)) return env.Undefined();
-    auto* worker = new SaveWorker(env, index_.get(), info[0].As<Napi::String>().Utf8Value(), Value());
+    saving_++;
+    auto* worker = new SaveWorker(env, this, index_.get(), info[0].As<Napi::String>().Utf8Value(), Value());
     Napi::Promise promise = worker->Promise();
     worker->Queue();
     return promise;
@@ -255,7 +299,7 @@ class Hnsw : public Napi::ObjectWrap<Hnsw> {
   Napi::Value ResizeIndex(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     size_t n;
-    if (!Ready(env) || !Count(info[0], "maxElements", env, &n)) return env.Undefined();
+    if (!Mutable(env) || !Count(info[0], "maxElements", env, &n)) return env.Undefined();
     try {
       index_->resizeIndex(n);
     } catch (const std::exception& e) {
@@ -267,7 +311,7 @@ class Hnsw : public Napi::ObjectWrap<Hnsw> {
   Napi::Value AddPoint(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     size_t label;
-    if (!Ready(env)) return env.Undefined();
+    if (!Mutable(env)) return env.Undefined();
     const float* data = VectorArg(info[0], env);
     if (data == nullptr || !Count(info[1], "label", env, &label)) return env.Undefined();
     const bool replaceDeleted = info[2].IsBoolean() && info[2].As<Napi::Boolean>().Value();
@@ -282,7 +326,7 @@ class Hnsw : public Napi::ObjectWrap<Hnsw> {
   Napi::Value MarkDelete(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     size_t label;
-    if (!Ready(env) || !Count(info[0], "label", env, &label)) return env.Undefined();
+    if (!Mutable(env) || !Count(info[0], "label", env, &label)) return env.Undefined();
     try {
       index_->markDelete(static_cast<hnswlib::labeltype>(label));
     } catch (const std::exception& e) {
@@ -347,10 +391,14 @@ class Hnsw : public Napi::ObjectWrap<Hnsw> {
   }
 
   Napi::Value GetCurrentCount(const Napi::CallbackInfo& info) {
-    return Napi::Number::New(info.Env(), index_ ? static_cast<double>(index_->getCurrentElementCount()) : 0);
+    Napi::Env env = info.Env();
+    if (!Idle(env)) return env.Undefined();
+    return Napi::Number::New(env, index_ ? static_cast<double>(index_->getCurrentElementCount()) : 0);
   }
   Napi::Value GetMaxElements(const Napi::CallbackInfo& info) {
-    return Napi::Number::New(info.Env(), index_ ? static_cast<double>(index_->getMaxElements()) : 0);
+    Napi::Env env = info.Env();
+    if (!Idle(env)) return env.Undefined();
+    return Napi::Number::New(env, index_ ? static_cast<double>(index_->getMaxElements()) : 0);
   }
   Napi::Value GetNumDimensions(const Napi::CallbackInfo& info) {
     return Napi::Number::New(info.Env(), static_cast<double>(dim_));
@@ -360,6 +408,21 @@ class Hnsw : public Napi::ObjectWrap<Hnsw> {
 void LoadWorker::OnOK() {
   target_->Adopt(std::move(loaded_));
   deferred_.Resolve(Env().Undefined());
+}
+
+void LoadWorker::OnError(const Napi::Error& e) {
+  target_->Adopt(nullptr);
+  deferred_.Reject(e.Value());
+}
+
+void SaveWorker::OnOK() {
+  target_->SaveDone();
+  deferred_.Resolve(Env().Undefined());
+}
+
+void SaveWorker::OnError(const Napi::Error& e) {
+  target_->SaveDone();
+  deferred_.Reject(e.Value());
 }
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) { return Hnsw::Init(env, exports); }

@@ -75,7 +75,12 @@ describe("NativeHnsw", () => {
     assert.strictEqual(ours.getMaxElements(), 800)
     const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "allidb-hnsw-"))
     try {
-      await ours.writeIndex(Path.join(dir, "ours.bin"))
+      const writing = ours.writeIndex(Path.join(dir, "ours.bin"))
+      // While the file is written the index may be searched, not changed.
+      assert.throws(() => ours.addPoint(Float32Array.from(more[1]!), 5), /writeIndex is running/)
+      assert.throws(() => ours.markDelete(5), /writeIndex is running/)
+      assert.strictEqual(searchOurs(ours, more[1]!, 3).neighbors.length, 3)
+      await writing
       await theirs.writeIndex(Path.join(dir, "theirs.bin"))
       assert.deepStrictEqual(Fs.readFileSync(Path.join(dir, "ours.bin")), Fs.readFileSync(Path.join(dir, "theirs.bin")))
       const back = NativeHnsw.make("cosine", DIM)
@@ -114,6 +119,26 @@ describe("NativeHnsw", () => {
     const labels = new Uint32Array(1)
     assert.strictEqual(index.search(new Float32Array([1, 0, 0, 0]), 1, labels, new Float32Array(1)), 1)
     assert.strictEqual(labels[0], 0)
+  })
+
+  it("refuses any call during a readIndex", async () => {
+    const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "allidb-hnsw-"))
+    try {
+      const { ours } = build("l2", dataset(31, 300))
+      await ours.writeIndex(Path.join(dir, "a.bin"))
+      const index = NativeHnsw.make("l2", DIM)
+      index.initIndex(10, 8, 20, 1, false)
+      const reading = index.readIndex(Path.join(dir, "a.bin"), false)
+      const q = Float32Array.from(dataset(32, 1)[0]!)
+      assert.throws(() => index.search(q, 1, new Uint32Array(1), new Float32Array(1)), /readIndex is running/)
+      assert.throws(() => index.addPoint(q, 0), /readIndex is running/)
+      assert.throws(() => index.getCurrentCount(), /readIndex is running/)
+      await reading
+      assert.strictEqual(index.getCurrentCount(), 300)
+      assert.deepStrictEqual(searchOurs(index, Array.from(q), 5), searchOurs(ours, Array.from(q), 5))
+    } finally {
+      Fs.rmSync(dir, { recursive: true, force: true })
+    }
   })
 
   it("fails a read of a missing file without touching the index", async () => {
