@@ -3,7 +3,9 @@
  *
  * Prints, in one run on this machine:
  * - raw device baseline: 1 KiB records appended with fs.write + fdatasync in
- *   256 KiB batches (what the disk can do with perfect batching);
+ *   256 KiB batches (what the disk can do with perfect batching), and in
+ *   64 KiB batches (the most 64 writers with one write each in flight can
+ *   put under one fdatasync);
  * - the runtime's floor: the same 64 Effect writers, each write one Effect.async
  *   resumed after a pipelined group commit, with nothing but a copy of the row,
  *   a Map insert and crc32 per write (what any engine in this runtime pays
@@ -69,12 +71,12 @@ const freshDir = (label: string) => Fs.mkdtempSync(Path.join(dirArg, `allidb-ben
 
 // --- raw baseline -------------------------------------------------------------
 
-/** Appends `records` 1 KiB records in 256 KiB write + fdatasync batches; records per second. */
-const rawAppend = (records: number): number => {
+/** Appends `records` 1 KiB records in `batchBytes` write + fdatasync batches; records per second. */
+const rawAppend = (records: number, batchBytes = RAW_BATCH): number => {
   const dir = freshDir("raw")
   const fd = Fs.openSync(Path.join(dir, "raw.log"), "w")
-  const batch = Buffer.alloc(RAW_BATCH, 0x5a)
-  const perBatch = RAW_BATCH / ROW_BYTES
+  const batch = Buffer.alloc(batchBytes, 0x5a)
+  const perBatch = batchBytes / ROW_BYTES
   const start = performance.now()
   for (let written = 0; written < records; written += perBatch) {
     Fs.writeSync(fd, batch)
@@ -317,17 +319,20 @@ const main = async () => {
       `${fmt(GETS)} point gets, ${RUNS} runs (medians), data in ${dirArg}, ${Os.cpus().length} CPUs, node ${process.version}`,
   )
   const raw: Array<number> = []
+  /** The same with 64 KiB batches: the most 64 writers with one write each in flight can put in one fdatasync. */
+  const raw64: Array<number> = []
   const floors: Array<{ readonly writesPerSec: number; readonly cpuMicrosPerWrite: number }> = []
   const runs: Array<EngineRun> = []
   for (let r = 0; r < RUNS; r++) {
     raw.push(rawAppend(WRITES))
+    raw64.push(rawAppend(WRITES / 4, WRITERS * ROW_BYTES))
     floors.push(await floorRun())
     const dir = freshDir("engine")
     try {
       const run = await Effect.runPromise(engineRun(dir).pipe(Logger.withMinimumLogLevel(LogLevel.Warning)))
       runs.push(run)
       console.log(
-        `  run ${r + 1}: raw ${fmt(raw[r]!)} rec/s | floor ${fmt(floors[r]!.writesPerSec)} writes/s, ${fmt(floors[r]!.cpuMicrosPerWrite, 1)} µs CPU/write | engine ${fmt(run.writesPerSec)} writes/s, p50 ${fmt(run.p50Ms, 2)} ms, ` +
+        `  run ${r + 1}: raw ${fmt(raw[r]!)} rec/s (64 KiB batches ${fmt(raw64[r]!)}) | floor ${fmt(floors[r]!.writesPerSec)} writes/s, ${fmt(floors[r]!.cpuMicrosPerWrite, 1)} µs CPU/write | engine ${fmt(run.writesPerSec)} writes/s, p50 ${fmt(run.p50Ms, 2)} ms, ` +
           `p99 ${fmt(run.p99Ms, 2)} ms, ${fmt(run.cpuMicrosPerWrite, 1)} µs CPU/write (${fmt(run.systemMicrosPerWrite, 1)} system), ${fmt(run.writesPerSync, 1)} writes/fdatasync, fdatasync seen in ${fmt(run.fsyncMs, 2)} ms, outstanding ${fmt(100 * run.fsyncBusy, 0)}% of the time | gets ${fmt(run.getsPerSec)}/s | compaction ${fmt(run.compactionMBps, 1)} MB/s (${fmt(run.compactedMB, 0)} MB)`,
       )
     } finally {
@@ -338,6 +343,9 @@ const main = async () => {
   const writes = median(runs.map((r) => r.writesPerSec))
   console.log("")
   console.log(`raw fs.write+fdatasync, 256 KiB batches : ${fmt(rawMedian)} records/s (${fmt((rawMedian * ROW_BYTES) / 1048576, 1)} MiB/s)`)
+  console.log(
+    `raw, 64 KiB batches (64 writers' most)   : ${fmt(median(raw64))} records/s — one fdatasync every ${fmt((1000 * WRITERS) / median(raw64), 3)} ms`,
+  )
   const floor = median(floors.map((f) => f.writesPerSec))
   console.log(
     `runtime floor (64 Effect writers, copy + Map + crc32, pipelined group commit): ${fmt(floor)} writes/s = ` +
