@@ -56,66 +56,69 @@ class JsFilter : public hnswlib::BaseFilterFunctor {
 
 class Hnsw;
 
-class SaveWorker : public Napi::AsyncWorker {
+// A file operation on libuv's pool that settles a promise; the index object
+// stays alive until then.
+class FileWorker : public Napi::AsyncWorker {
  public:
-  SaveWorker(Napi::Env env, Hnsw* target, hnswlib::HierarchicalNSW<float>* index, std::string path, Napi::Object owner)
-      : Napi::AsyncWorker(env),
-        deferred_(Napi::Promise::Deferred::New(env)),
-        target_(target),
-        index_(index),
-        path_(std::move(path)) {
+  FileWorker(Napi::Env env, Hnsw* target, std::string path, Napi::Object owner)
+      : Napi::AsyncWorker(env), target_(target), path_(std::move(path)), deferred_(Napi::Promise::Deferred::New(env)) {
     owner_ = Napi::Persistent(owner);
   }
   Napi::Promise Promise() { return deferred_.Promise(); }
   void Execute() override {
     try {
-      index_->saveIndex(path_);
+      Run();
     } catch (const std::exception& e) {
       SetError(std::string("hnswlib: ") + e.what());
     }
   }
-  void OnOK() override;
-  void OnError(const Napi::Error& e) override;
+  void OnOK() override {
+    Done(true);
+    deferred_.Resolve(Env().Undefined());
+  }
+  void OnError(const Napi::Error& e) override {
+    Done(false);
+    deferred_.Reject(e.Value());
+  }
+
+ protected:
+  virtual void Run() = 0;          // on the pool
+  virtual void Done(bool ok) = 0;  // on the JS thread, before the promise settles
+  Hnsw* target_;
+  std::string path_;
 
  private:
   Napi::Promise::Deferred deferred_;
-  Hnsw* target_;
-  hnswlib::HierarchicalNSW<float>* index_;
-  std::string path_;
-  Napi::ObjectReference owner_;  // keeps the index alive while the file is written
+  Napi::ObjectReference owner_;
 };
 
-class LoadWorker : public Napi::AsyncWorker {
+class SaveWorker : public FileWorker {
+ public:
+  SaveWorker(Napi::Env env, Hnsw* target, hnswlib::HierarchicalNSW<float>* index, std::string path, Napi::Object owner)
+      : FileWorker(env, target, std::move(path), owner), index_(index) {}
+
+ protected:
+  void Run() override { index_->saveIndex(path_); }
+  void Done(bool ok) override;
+
+ private:
+  hnswlib::HierarchicalNSW<float>* index_;
+};
+
+class LoadWorker : public FileWorker {
  public:
   LoadWorker(Napi::Env env, Hnsw* target, hnswlib::SpaceInterface<float>* space, std::string path, bool replaceDeleted,
              Napi::Object owner)
-      : Napi::AsyncWorker(env),
-        deferred_(Napi::Promise::Deferred::New(env)),
-        target_(target),
-        space_(space),
-        path_(std::move(path)),
-        replaceDeleted_(replaceDeleted) {
-    owner_ = Napi::Persistent(owner);
-  }
-  Napi::Promise Promise() { return deferred_.Promise(); }
-  void Execute() override {
-    try {
-      loaded_.reset(new hnswlib::HierarchicalNSW<float>(space_, path_, false, 0, replaceDeleted_));
-    } catch (const std::exception& e) {
-      SetError(std::string("hnswlib: ") + e.what());
-    }
-  }
-  void OnOK() override;
-  void OnError(const Napi::Error& e) override;
+      : FileWorker(env, target, std::move(path), owner), space_(space), replaceDeleted_(replaceDeleted) {}
+
+ protected:
+  void Run() override { loaded_.reset(new hnswlib::HierarchicalNSW<float>(space_, path_, false, 0, replaceDeleted_)); }
+  void Done(bool ok) override;
 
  private:
-  Napi::Promise::Deferred deferred_;
-  Hnsw* target_;
   hnswlib::SpaceInterface<float>* space_;
-  std::string path_;
   bool replaceDeleted_;
   std::unique_ptr<hnswlib::HierarchicalNSW<float>> loaded_;
-  Napi::ObjectReference owner_;
 };
 
 class Hnsw : public Napi::ObjectWrap<Hnsw> {
@@ -207,6 +210,16 @@ class Hnsw : public Napi::ObjectWrap<Hnsw> {
     return false;
   }
 
+  // Runs an hnswlib call; its exception becomes a JavaScript error.
+  template <typename F>
+  static void Guarded(Napi::Env env, F&& call) {
+    try {
+      call();
+    } catch (const std::exception& e) {
+      Napi::Error::New(env, std::string("hnswlib: ") + e.what()).ThrowAsJavaScriptException();
+    }
+  }
+
   static bool Count(const Napi::Value& v, const char* what, Napi::Env env, size_t* out) {
     if (!v.IsNumber()) {
       Napi::TypeError::New(env, std::string(what) + " must be a number").ThrowAsJavaScriptException();
@@ -255,11 +268,9 @@ class Hnsw : public Napi::ObjectWrap<Hnsw> {
       Napi::Error::New(env, "hnsw: writeIndex is running (await it first)").ThrowAsJavaScriptException();
       return env.Undefined();
     }
-    try {
+    Guarded(env, [&] {
       index_.reset(new hnswlib::HierarchicalNSW<float>(space_.get(), maxElements, m, efConstruction, seed, replaceDeleted));
-    } catch (const std::exception& e) {
-      Napi::Error::New(env, std::string("hnswlib: ") + e.what()).ThrowAsJavaScriptException();
-    }
+    });
     return env.Undefined();
   }
 
@@ -300,11 +311,7 @@ class Hnsw : public Napi::ObjectWrap<Hnsw> {
     Napi::Env env = info.Env();
     size_t n;
     if (!Mutable(env) || !Count(info[0], "maxElements", env, &n)) return env.Undefined();
-    try {
-      index_->resizeIndex(n);
-    } catch (const std::exception& e) {
-      Napi::Error::New(env, std::string("hnswlib: ") + e.what()).ThrowAsJavaScriptException();
-    }
+    Guarded(env, [&] { index_->resizeIndex(n); });
     return env.Undefined();
   }
 
@@ -315,11 +322,7 @@ class Hnsw : public Napi::ObjectWrap<Hnsw> {
     const float* data = VectorArg(info[0], env);
     if (data == nullptr || !Count(info[1], "label", env, &label)) return env.Undefined();
     const bool replaceDeleted = info[2].IsBoolean() && info[2].As<Napi::Boolean>().Value();
-    try {
-      index_->addPoint(data, static_cast<hnswlib::labeltype>(label), replaceDeleted);
-    } catch (const std::exception& e) {
-      Napi::Error::New(env, std::string("hnswlib: ") + e.what()).ThrowAsJavaScriptException();
-    }
+    Guarded(env, [&] { index_->addPoint(data, static_cast<hnswlib::labeltype>(label), replaceDeleted); });
     return env.Undefined();
   }
 
@@ -327,11 +330,7 @@ class Hnsw : public Napi::ObjectWrap<Hnsw> {
     Napi::Env env = info.Env();
     size_t label;
     if (!Mutable(env) || !Count(info[0], "label", env, &label)) return env.Undefined();
-    try {
-      index_->markDelete(static_cast<hnswlib::labeltype>(label));
-    } catch (const std::exception& e) {
-      Napi::Error::New(env, std::string("hnswlib: ") + e.what()).ThrowAsJavaScriptException();
-    }
+    Guarded(env, [&] { index_->markDelete(static_cast<hnswlib::labeltype>(label)); });
     return env.Undefined();
   }
 
@@ -405,25 +404,9 @@ class Hnsw : public Napi::ObjectWrap<Hnsw> {
   }
 };
 
-void LoadWorker::OnOK() {
-  target_->Adopt(std::move(loaded_));
-  deferred_.Resolve(Env().Undefined());
-}
+void SaveWorker::Done(bool) { target_->SaveDone(); }
 
-void LoadWorker::OnError(const Napi::Error& e) {
-  target_->Adopt(nullptr);
-  deferred_.Reject(e.Value());
-}
-
-void SaveWorker::OnOK() {
-  target_->SaveDone();
-  deferred_.Resolve(Env().Undefined());
-}
-
-void SaveWorker::OnError(const Napi::Error& e) {
-  target_->SaveDone();
-  deferred_.Reject(e.Value());
-}
+void LoadWorker::Done(bool ok) { target_->Adopt(ok ? std::move(loaded_) : nullptr); }
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) { return Hnsw::Init(env, exports); }
 
