@@ -281,7 +281,6 @@ const mutationId = (m: Mutation): EntityId => {
   }
 }
 
-/** A one-shot wake-up: `notify` is synchronous, `wait` resumes at the next notify (or at once if one is pending). */
 export const make: Effect.Effect<
   Engine,
   StorageFailure | Corruption,
