@@ -167,7 +167,6 @@ class Hnsw : public Napi::ObjectWrap<Hnsw> {
       Napi::TypeError::New(env, "space must be \"l2\", \"ip\" or \"cosine\"").ThrowAsJavaScriptException();
       return;
     }
-    scratch_.resize(dim_);
   }
 
   void Adopt(std::unique_ptr<hnswlib::HierarchicalNSW<float>> loaded) {
@@ -187,28 +186,32 @@ class Hnsw : public Napi::ObjectWrap<Hnsw> {
   bool loading_ = false;
   int saving_ = 0;
 
-  // Nothing on the pool may be changing the index.
+  // Nothing on the pool may be changing the index: no readIndex running.
   bool Idle(Napi::Env env) {
     if (!loading_) return true;
     Napi::Error::New(env, "hnsw: readIndex is running (await it first)").ThrowAsJavaScriptException();
     return false;
   }
 
-  // An initialised index that may be read.
-  bool Ready(Napi::Env env) {
+  // Nothing on the pool may be reading the index either: no writeIndex running.
+  bool Free(Napi::Env env) {
     if (!Idle(env)) return false;
+    if (saving_ == 0) return true;
+    Napi::Error::New(env, "hnsw: writeIndex is running (await it first)").ThrowAsJavaScriptException();
+    return false;
+  }
+
+  bool Initialised(Napi::Env env) {
     if (index_) return true;
     Napi::Error::New(env, "hnsw: the index is not initialised (initIndex or readIndex first)").ThrowAsJavaScriptException();
     return false;
   }
 
-  // An initialised index that may be changed: also no file being written from it.
-  bool Mutable(Napi::Env env) {
-    if (!Ready(env)) return false;
-    if (saving_ == 0) return true;
-    Napi::Error::New(env, "hnsw: writeIndex is running (await it first)").ThrowAsJavaScriptException();
-    return false;
-  }
+  // An initialised index that may be read.
+  bool Ready(Napi::Env env) { return Idle(env) && Initialised(env); }
+
+  // An initialised index that may be changed.
+  bool Mutable(Napi::Env env) { return Free(env) && Initialised(env); }
 
   // Runs an hnswlib call; its exception becomes a JavaScript error.
   template <typename F>
@@ -263,11 +266,7 @@ class Hnsw : public Napi::ObjectWrap<Hnsw> {
       return env.Undefined();
     }
     const bool replaceDeleted = info[4].IsBoolean() && info[4].As<Napi::Boolean>().Value();
-    if (!Idle(env)) return env.Undefined();
-    if (saving_ > 0) {
-      Napi::Error::New(env, "hnsw: writeIndex is running (await it first)").ThrowAsJavaScriptException();
-      return env.Undefined();
-    }
+    if (!Free(env)) return env.Undefined();
     Guarded(env, [&] {
       index_.reset(new hnswlib::HierarchicalNSW<float>(space_.get(), maxElements, m, efConstruction, seed, replaceDeleted));
     });
@@ -281,11 +280,7 @@ class Hnsw : public Napi::ObjectWrap<Hnsw> {
       return env.Undefined();
     }
     const bool replaceDeleted = info[1].IsBoolean() && info[1].As<Napi::Boolean>().Value();
-    if (!Idle(env)) return env.Undefined();
-    if (saving_ > 0) {
-      Napi::Error::New(env, "hnsw: writeIndex is running (await it first)").ThrowAsJavaScriptException();
-      return env.Undefined();
-    }
+    if (!Free(env)) return env.Undefined();
     loading_ = true;
     auto* worker = new LoadWorker(env, this, space_.get(), info[0].As<Napi::String>().Utf8Value(), replaceDeleted, Value());
     Napi::Promise promise = worker->Promise();

@@ -79,6 +79,8 @@ describe("NativeHnsw", () => {
       // While the file is written the index may be searched, not changed.
       assert.throws(() => ours.addPoint(Float32Array.from(more[1]!), 5), /writeIndex is running/)
       assert.throws(() => ours.markDelete(5), /writeIndex is running/)
+      assert.throws(() => ours.initIndex(10, 8, 20, 1, false), /writeIndex is running/)
+      assert.throws(() => ours.readIndex(Path.join(dir, "theirs.bin"), false), /writeIndex is running/)
       assert.strictEqual(searchOurs(ours, more[1]!, 3).neighbors.length, 3)
       await writing
       await theirs.writeIndex(Path.join(dir, "theirs.bin"))
@@ -103,6 +105,7 @@ describe("NativeHnsw", () => {
     assert.throws(() => index.addPoint(new Float32Array(3), 0), /3 dimensions, the index 4/)
     assert.throws(() => index.addPoint([1, 2, 3, 4] as unknown as Float32Array, 0), /Float32Array/)
     assert.throws(() => index.addPoint(new Float32Array(4), -1), /integer/)
+    assert.throws(() => index.addPoint(new Float32Array(4), 1.5), /integer/)
     index.addPoint(new Float32Array([1, 0, 0, 0]), 0)
     assert.throws(() => index.search(new Float32Array(4), 2, new Uint32Array(1), new Float32Array(2)), /shorter than k/)
     assert.throws(() => index.markDelete(5), /hnswlib: Label not found/)
