@@ -32,6 +32,7 @@ import * as Compactor from "../../packages/storage/src/Compactor.js"
 import * as Disk from "../../packages/storage/src/Disk.js"
 import * as Memtable from "../../packages/storage/src/Memtable.js"
 import * as Metrics from "../../packages/storage/src/Metrics.js"
+import * as Row from "../../packages/storage/src/Row.js"
 import * as SSTableStore from "../../packages/storage/src/SSTableStore.js"
 import * as StorageConfig from "../../packages/storage/src/StorageConfig.js"
 import * as StorageEngine from "../../packages/storage/src/StorageEngine.js"
@@ -93,7 +94,11 @@ const rawAppend = (records: number, batchBytes = RAW_BATCH): number => {
 /** `--sync none` is a diagnostic: it shows the engine's CPU cost per write without the device. */
 const syncMode: StorageConfig.SyncMode = process.argv.includes("none") ? "none" : "always"
 
-const vectorForFloor = Array.from({ length: ROW_BYTES / 4 }, (_, i) => Math.sin(i))
+const tenant = tenantId("bench")
+/** Every row's 1 KiB: a 256-dim vector (the engine's rows and the floor's). */
+const vector = Array.from({ length: ROW_BYTES / 4 }, (_, i) => Math.sin(i))
+/** The ids written, in order (the engine's entities and the floor's keys). */
+const rowId = (i: number) => entityId(`row-${String(i).padStart(8, "0")}`)
 
 /**
  * 64 Effect writers as in the engine run, but the "engine" is a skeleton: a
@@ -107,7 +112,7 @@ const floorRun = async (): Promise<{ readonly writesPerSec: number; readonly cpu
   const dir = freshDir("floor")
   const fd = Fs.openSync(Path.join(dir, "wal"), "w")
   const index = new Map<string, number>()
-  const ids = Array.from({ length: WRITES }, (_, i) => `bench\u0000row-${String(i).padStart(8, "0")}`)
+  const keys = Array.from({ length: WRITES }, (_, i) => Row.makeKey(tenant, rowId(i)))
   const SLAB = 16 << 20
   let slab = Buffer.allocUnsafe(SLAB)
   let slabPos = 0
@@ -160,7 +165,7 @@ const floorRun = async (): Promise<{ readonly writesPerSec: number; readonly cpu
   }
   const write = (key: string) =>
     Effect.async<void>((resume) => {
-      for (let i = 0; i < row.length; i++) row[i] = vectorForFloor[i]!
+      for (let i = 0; i < row.length; i++) row[i] = vector[i]!
       if (slabPos + key.length + ROW_BYTES > SLAB) {
         slab = Buffer.allocUnsafe(SLAB)
         slabPos = 0
@@ -178,7 +183,7 @@ const floorRun = async (): Promise<{ readonly writesPerSec: number; readonly cpu
     })
   let next = 0
   const writer = Effect.gen(function* () {
-    while (next < WRITES) yield* write(ids[next++]!)
+    while (next < WRITES) yield* write(keys[next++]!)
   })
   const start = performance.now()
   const cpuStart = process.cpuUsage()
@@ -192,8 +197,6 @@ const floorRun = async (): Promise<{ readonly writesPerSec: number; readonly cpu
 
 // --- engine ---------------------------------------------------------------------
 
-const tenant = tenantId("bench")
-const vector = Array.from({ length: ROW_BYTES / 4 }, (_, i) => Math.sin(i))
 
 
 const stack = (dataDir: string) => {
@@ -237,7 +240,7 @@ const engineRun = (dataDir: string): Effect.Effect<EngineRun, unknown> =>
       // Entities are built up front: the figure is the engine's, not the Schema constructor's.
       const entities = Array.from(
         { length: WRITES },
-        (_, i) => new Entity({ id: entityId(`row-${String(i).padStart(8, "0")}`), vector }, { disableValidation: true }),
+        (_, i) => new Entity({ id: rowId(i), vector }, { disableValidation: true }),
       )
       const latencies = new Float64Array(WRITES)
       let next = 0
@@ -247,13 +250,9 @@ const engineRun = (dataDir: string): Effect.Effect<EngineRun, unknown> =>
           const end = Math.min(WRITES, i + ROWS_PER_WRITE)
           next = end
           const t0 = performance.now()
-          if (ROWS_PER_WRITE === 1) {
-            yield* engine.write(tenant, [{ _tag: "PutEntity", tenant, entity: entities[i]! }])
-          } else {
-            const mutations: Array<StorageEngine.Mutation> = []
-            for (let j = i; j < end; j++) mutations.push({ _tag: "PutEntity", tenant, entity: entities[j]! })
-            yield* engine.write(tenant, mutations)
-          }
+          const mutations: Array<StorageEngine.Mutation> = []
+          for (let j = i; j < end; j++) mutations.push({ _tag: "PutEntity", tenant, entity: entities[j]! })
+          yield* engine.write(tenant, mutations)
           const latency = performance.now() - t0
           for (let j = i; j < end; j++) latencies[j] = latency
         }
